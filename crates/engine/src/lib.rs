@@ -1,0 +1,3 @@
+//! Native inference engines. Knows nothing of HTTP, tenants or routes.
+
+pub mod llm;

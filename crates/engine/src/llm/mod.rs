@@ -1,0 +1,38 @@
+//! GGUF language models: loading, tokenizer, chat template, forward pass,
+//! sampling and the per-model engine thread that serves generation requests.
+
+pub mod bench;
+mod engine;
+mod gguf;
+mod model;
+mod quant;
+mod request;
+mod sampler;
+mod stop;
+mod template;
+mod tokenizer;
+
+pub use engine::{EngineConfig, EngineStats, LlmEngine, SubmitError};
+pub use gguf::{LlamaConfig, LoadedGguf};
+pub use model::{KvCache, LlamaModel};
+pub use quant::{quantize_row, Q8Block, QWeight, WeightType};
+pub use request::{FinishReason, GenerateRequest, GenerationEvent, SamplingParams, Usage};
+pub use sampler::{argmax, Sampler};
+pub use stop::{StopMatcher, Utf8Stream};
+pub use template::{ChatTemplate, TemplateMessage};
+pub use tokenizer::GgufTokenizer;
+
+/// Anything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot read model file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("invalid GGUF model: {0}")]
+    Format(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error("inference failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}

@@ -1,0 +1,274 @@
+//! Quantized weights and the matmul against 8-bit-quantized activations, done
+//! the way llama.cpp's CPU backend does it so greedy outputs agree with it.
+//!
+//! Written here rather than taken from candle because candle's Q8_1 activation
+//! blocks differ from ggml's in two details that move logits by ~0.1: its sum
+//! term is computed in f16 arithmetic (ggml: `f16(d * sum)` with `d` in f32)
+//! and it rounds half away from zero with `1/d` (ggml's x86 path: `127/amax`,
+//! round half to even). This is the scalar reference; SIMD paths are compared
+//! against it.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use half::f16;
+
+use super::LlmError;
+
+const QK: usize = 32;
+
+/// A weight matrix `[rows, cols]` in one of the supported block formats,
+/// kept as the raw GGUF bytes.
+pub struct QWeight {
+    dtype: WeightType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl WeightType {
+    fn block_bytes(self) -> usize {
+        match self {
+            WeightType::Q4_0 => 2 + QK / 2,
+            WeightType::Q4_1 => 4 + QK / 2,
+            WeightType::Q8_0 => 2 + QK,
+        }
+    }
+}
+
+/// One block of 32 activations quantized to i8: `x ≈ d * q`, with `s = d * Σq`
+/// (used by Q4_1's offset term). Scales are held as the f32 value of their f16.
+#[derive(Clone, Copy)]
+pub struct Q8Block {
+    pub d: f32,
+    pub s: f32,
+    pub q: [i8; QK],
+}
+
+fn read_f16(b: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// Quantizes a row of activations (length a multiple of 32) like ggml's x86
+/// `quantize_row_q8_0` / `quantize_row_q8_1`.
+pub fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) {
+    out.clear();
+    for chunk in x.chunks_exact(QK) {
+        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut q = [0i8; QK];
+        let mut sum = 0i32;
+        for (qi, &v) in q.iter_mut().zip(chunk) {
+            *qi = (v * id).round_ties_even() as i8;
+            sum += *qi as i32;
+        }
+        out.push(Q8Block {
+            d: round_f16(d),
+            s: round_f16(d * sum as f32),
+            q,
+        });
+    }
+}
+
+impl QWeight {
+    pub fn from_qtensor(t: &QTensor) -> Result<Self, LlmError> {
+        let dtype = match t.dtype() {
+            GgmlDType::Q4_0 => WeightType::Q4_0,
+            GgmlDType::Q4_1 => WeightType::Q4_1,
+            GgmlDType::Q8_0 => WeightType::Q8_0,
+            other => return Err(LlmError::Format(format!("weight type {other:?} is not supported yet"))),
+        };
+        let (rows, cols) = t.shape().dims2()?;
+        if cols % QK != 0 {
+            return Err(LlmError::Format(format!("row width {cols} is not a multiple of {QK}")));
+        }
+        let data = t.data()?.into_owned();
+        if data.len() != rows * cols / QK * dtype.block_bytes() {
+            return Err(LlmError::Format(format!(
+                "weight of {} bytes does not fit {rows}x{cols} {dtype:?}",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            dtype,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / QK * self.dtype.block_bytes()
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Dot product of weight row `r` with a quantized activation row.
+    fn dot(&self, r: usize, x: &[Q8Block]) -> f32 {
+        let row = self.row(r);
+        match self.dtype {
+            WeightType::Q4_0 => dot_q4_0(row, x),
+            WeightType::Q4_1 => dot_q4_1(row, x),
+            WeightType::Q8_0 => dot_q8_0(row, x),
+        }
+    }
+
+    /// `x` is `[t, cols]` row-major; returns `[t, rows]`. Each weight row is
+    /// read once and applied to every activation row.
+    pub fn matmul(&self, x: &[f32], t: usize) -> Vec<f32> {
+        let mut blocks = Vec::new();
+        let mut qx: Vec<Q8Block> = Vec::with_capacity(t * self.cols / QK);
+        for row in x.chunks_exact(self.cols).take(t) {
+            quantize_row(row, &mut blocks);
+            qx.extend_from_slice(&blocks);
+        }
+        let nb = self.cols / QK;
+        let mut out = vec![0f32; t * self.rows];
+        for r in 0..self.rows {
+            for (i, xrow) in qx.chunks_exact(nb).enumerate() {
+                out[i * self.rows + r] = self.dot(r, xrow);
+            }
+        }
+        out
+    }
+
+    /// Row `r` as f32 (for embedding lookups).
+    pub fn dequantize_row(&self, r: usize, out: &mut Vec<f32>) {
+        let row = self.row(r);
+        for w in row.chunks_exact(self.dtype.block_bytes()) {
+            let d = read_f16(w, 0);
+            match self.dtype {
+                WeightType::Q4_0 => {
+                    let qs = &w[2..];
+                    out.extend(qs.iter().map(|q| ((q & 0x0f) as i32 - 8) as f32 * d));
+                    out.extend(qs.iter().map(|q| ((q >> 4) as i32 - 8) as f32 * d));
+                }
+                WeightType::Q4_1 => {
+                    let (m, qs) = (read_f16(w, 2), &w[4..]);
+                    out.extend(qs.iter().map(|q| (q & 0x0f) as f32 * d + m));
+                    out.extend(qs.iter().map(|q| (q >> 4) as f32 * d + m));
+                }
+                WeightType::Q8_0 => out.extend(w[2..].iter().map(|&q| (q as i8) as f32 * d)),
+            }
+        }
+    }
+}
+
+fn dot_q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = 0f32;
+    for (w, a) in row.chunks_exact(2 + QK / 2).zip(x) {
+        let qs = &w[2..];
+        let mut sum = 0i32;
+        let (lo, hi) = a.q.split_at(QK / 2);
+        for ((&q, &l), &h) in qs.iter().zip(lo).zip(hi) {
+            sum += ((q & 0x0f) as i32 - 8) * l as i32 + ((q >> 4) as i32 - 8) * h as i32;
+        }
+        acc += read_f16(w, 0) * a.d * sum as f32;
+    }
+    acc
+}
+
+fn dot_q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = 0f32;
+    for (w, a) in row.chunks_exact(4 + QK / 2).zip(x) {
+        let qs = &w[4..];
+        let mut sum = 0i32;
+        let (lo, hi) = a.q.split_at(QK / 2);
+        for ((&q, &l), &h) in qs.iter().zip(lo).zip(hi) {
+            sum += (q & 0x0f) as i32 * l as i32 + (q >> 4) as i32 * h as i32;
+        }
+        acc += read_f16(w, 0) * a.d * sum as f32 + read_f16(w, 2) * a.s;
+    }
+    acc
+}
+
+fn dot_q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = 0f32;
+    for (w, a) in row.chunks_exact(2 + QK).zip(x) {
+        let mut sum = 0i32;
+        for (&q, &x) in w[2..].iter().zip(&a.q) {
+            sum += (q as i8) as i32 * x as i32;
+        }
+        acc += read_f16(w, 0) * a.d * sum as f32;
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn weights(dtype: GgmlDType, rows: usize, cols: usize) -> Result<(QWeight, Vec<f32>), LlmError> {
+        let vals: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+            .collect();
+        let t = Tensor::from_vec(vals, (rows, cols), &Device::Cpu)?;
+        let q = QTensor::quantize(&t, dtype)?;
+        let deq = q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok((QWeight::from_qtensor(&q)?, deq))
+    }
+
+    #[test]
+    fn matmul_is_close_to_float_matmul_on_dequantized_weights() -> Result<(), LlmError> {
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let (rows, cols, t) = (5, 96, 3);
+            let (w, deq) = weights(dtype, rows, cols)?;
+            let x: Vec<f32> = (0..t * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
+            let y = w.matmul(&x, t);
+            for i in 0..t {
+                for r in 0..rows {
+                    let want: f32 = (0..cols).map(|k| deq[r * cols + k] * x[i * cols + k]).sum();
+                    let got = y[i * rows + r];
+                    assert!(
+                        (got - want).abs() < 0.02 * (1.0 + want.abs()),
+                        "{dtype:?} [{i},{r}]: {got} vs {want}"
+                    );
+                }
+            }
+            let mut row = Vec::new();
+            w.dequantize_row(2, &mut row);
+            assert_eq!(row, deq[2 * cols..3 * cols]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn activation_quantization_follows_ggml() {
+        let mut x = [0f32; QK];
+        // amax 127 makes the scale exactly 1, so the rounding rule shows.
+        x[..4].copy_from_slice(&[127.0, -63.5, 1.25, 2.5]);
+        let mut out = Vec::new();
+        quantize_row(&x, &mut out);
+        let b = out[0];
+        // Ties go to even (-64, 2), not away from zero (-64, 3).
+        assert_eq!(&b.q[..4], &[127, -64, 1, 2]);
+        assert_eq!(b.d, 1.0);
+        assert_eq!(b.s, (127 - 64 + 1 + 2) as f32);
+        let mut tiny = [0f32; QK];
+        tiny[0] = 1e-3;
+        quantize_row(&tiny, &mut out);
+        assert_eq!(out[0].s, round_f16(1e-3 / 127.0 * 127.0));
+    }
+}

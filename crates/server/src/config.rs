@@ -1,0 +1,296 @@
+//! Configuration: compiled defaults, then the YAML file, then environment
+//! variables (`SWITCHYARD_SERVER__PORT=9000`), then typed validation. Unknown
+//! keys are errors, and every error names the field.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub generation: GenerationDefaults,
+    pub engine: EngineDefaults,
+    /// The model answering requests that name no known model is never
+    /// guessed: this is only what `--model` and `/ready` refer to.
+    pub default_model: String,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Requests served at once (all routes); past it, 503 with Retry-After.
+    pub max_concurrent_requests: usize,
+    pub request_timeout_secs: u64,
+    pub max_body_bytes: usize,
+    /// Seconds to let in-flight requests finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Plain,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationDefaults {
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_stop_sequences: usize,
+    /// Longest accepted stop string, in bytes.
+    pub max_stop_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineDefaults {
+    /// Compute threads per engine. One is the safe default on a busy machine:
+    /// spinning thread pools collapse when cores are shared.
+    pub threads: usize,
+    /// Requests waiting per model before new ones are refused.
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub id: String,
+    #[serde(default = "ModelKind::chat")]
+    pub kind: ModelKind,
+    pub path: PathBuf,
+    /// Replaces the chat template found in the model file.
+    #[serde(default)]
+    pub chat_template: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Chat,
+}
+
+impl ModelKind {
+    fn chat() -> Self {
+        ModelKind::Chat
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+        }
+    }
+}
+
+pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
+pub const DEFAULT_MODEL_PATH: &str = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            generation: GenerationDefaults::default(),
+            engine: EngineDefaults::default(),
+            default_model: DEFAULT_MODEL_ID.into(),
+            models: vec![ModelConfig {
+                id: DEFAULT_MODEL_ID.into(),
+                kind: ModelKind::Chat,
+                path: DEFAULT_MODEL_PATH.into(),
+                chat_template: None,
+            }],
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            max_concurrent_requests: 50,
+            request_timeout_secs: 300,
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+            log_format: LogFormat::Json,
+        }
+    }
+}
+
+impl Default for GenerationDefaults {
+    fn default() -> Self {
+        Self {
+            max_tokens: 512,
+            temperature: 0.7,
+            top_p: 1.0,
+            max_stop_sequences: 4,
+            max_stop_bytes: 256,
+        }
+    }
+}
+
+impl Default for EngineDefaults {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            queue_capacity: 64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid value for `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `SWITCHYARD_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Yaml::file_exact(path));
+        }
+        // Only nested keys (`SWITCHYARD_SERVER__PORT`) and the top-level
+        // `SWITCHYARD_DEFAULT_MODEL` are config; other SWITCHYARD_* variables
+        // (`SWITCHYARD_CONFIG`, a script's own) are not ours to reject.
+        let env = Env::prefixed("SWITCHYARD_").filter(|k| k.as_str().contains("__") || k.as_str() == "default_model");
+        fig = fig.merge(env.split("__"));
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(figment_message(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_concurrent_requests == 0 {
+            return Err(invalid("server.max_concurrent_requests", "must be at least 1"));
+        }
+        if s.request_timeout_secs == 0 {
+            return Err(invalid("server.request_timeout_secs", "must be at least 1"));
+        }
+        if s.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        let g = &self.generation;
+        if g.max_tokens == 0 {
+            return Err(invalid("generation.max_tokens", "must be at least 1"));
+        }
+        if !(0.0..=2.0).contains(&g.temperature) {
+            return Err(invalid("generation.temperature", "must be between 0 and 2"));
+        }
+        if !(g.top_p > 0.0 && g.top_p <= 1.0) {
+            return Err(invalid("generation.top_p", "must be in (0, 1]"));
+        }
+        if self.engine.threads == 0 {
+            return Err(invalid("engine.threads", "must be at least 1"));
+        }
+        if self.engine.queue_capacity == 0 {
+            return Err(invalid("engine.queue_capacity", "must be at least 1"));
+        }
+        if self.models.is_empty() {
+            return Err(invalid("models", "at least one model is needed"));
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if m.id.trim().is_empty() || m.id.len() > 128 {
+                return Err(invalid(&format!("models[{i}].id"), "must be 1 to 128 characters"));
+            }
+            if self.models[..i].iter().any(|o| o.id == m.id) {
+                return Err(invalid(
+                    &format!("models[{i}].id"),
+                    format!("{:?} is listed twice", m.id),
+                ));
+            }
+        }
+        if !self.models.iter().any(|m| m.id == self.default_model) {
+            return Err(invalid(
+                "default_model",
+                format!("{:?} is not among `models`", self.default_model),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// figment's error already says which key and which source; keep all of it.
+fn figment_message(e: figment::Error) -> String {
+    e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().map_err(|e| ConfigError::Parse(e.to_string()))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Config::load(Some(f.path()))
+    }
+
+    #[test]
+    fn defaults_validate_and_match_the_documented_values() {
+        let c = Config::default();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.generation.max_tokens, 512);
+        assert_eq!(c.generation.temperature, 0.7);
+        assert_eq!(c.server.request_timeout_secs, 300);
+        assert_eq!(c.server.max_concurrent_requests, 50);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = from_yaml("").map_err(|e| e.to_string());
+        assert_eq!(c.ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = from_yaml("server:\n  port: lots\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("server.port") || e.contains("port"), "{e}");
+        let e = from_yaml("server:\n  prot: 1\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("prot"), "{e}");
+        let e = from_yaml("generation:\n  temperature: 9\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("generation.temperature"), "{e}");
+        let e = from_yaml("default_model: nope\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("default_model"), "{e}");
+    }
+}

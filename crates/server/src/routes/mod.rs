@@ -1,0 +1,4 @@
+//! HTTP routes. Handlers parse, call the service, and shape the answer.
+
+pub mod openai;
+pub mod ops;

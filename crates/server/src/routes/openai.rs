@@ -1,0 +1,88 @@
+//! `/v1/chat/completions` and `/v1/completions`.
+
+use axum::extract::State;
+use axum::response::Response;
+use switchyard_api::chat::ChatCompletionRequest;
+use switchyard_api::completions::CompletionRequest;
+
+use crate::error::ApiError;
+use crate::extract::OpenAiJson;
+use crate::respond::{self, Shape};
+use crate::service::{self, PromptSource};
+use crate::state::AppState;
+use crate::validate::{self, PromptInput, RawKnobs};
+
+fn vocab(state: &AppState, model: &str) -> Result<usize, ApiError> {
+    Ok(state.models.engine(model)?.tokenizer().vocab_size())
+}
+
+pub async fn chat(
+    State(state): State<AppState>,
+    OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let vocab = vocab(&state, &req.model)?;
+    validate::chat_unsupported(&req)?;
+    let messages = validate::chat_messages(&req.messages)?;
+    let knobs = validate::knobs(
+        RawKnobs {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            seed: req.seed,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+            max_tokens: req.max_completion_tokens.or(req.max_tokens),
+            stop: req.stop.as_ref(),
+            stream: req.stream,
+            include_usage: req.stream_options.as_ref().map(|o| o.include_usage),
+            n: req.n,
+        },
+        &state.config.generation,
+        vocab,
+    )?;
+    let (stream, include_usage) = (knobs.stream, knobs.include_usage);
+    let gen = service::start(&state, &req.model, PromptSource::Chat(messages), knobs, "chatcmpl").await?;
+    if stream {
+        Ok(respond::stream(gen, Shape::Chat, include_usage, false))
+    } else {
+        respond::collect(gen, Shape::Chat, false).await
+    }
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    OpenAiJson(req): OpenAiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let vocab = vocab(&state, &req.model)?;
+    let prompt = match validate::completion_prompt(&req, vocab)? {
+        PromptInput::Text(t) => PromptSource::Text(t),
+        PromptInput::Tokens(t) => PromptSource::Tokens(t),
+    };
+    let knobs = validate::knobs(
+        RawKnobs {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            seed: req.seed,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+            max_tokens: req.max_tokens,
+            stop: req.stop.as_ref(),
+            stream: req.stream,
+            include_usage: req.stream_options.as_ref().map(|o| o.include_usage),
+            n: req.n,
+        },
+        &state.config.generation,
+        vocab,
+    )?;
+    let echo = req.echo.unwrap_or(false);
+    let (stream, include_usage) = (knobs.stream, knobs.include_usage);
+    let gen = service::start(&state, &req.model, prompt, knobs, "cmpl").await?;
+    if stream {
+        Ok(respond::stream(gen, Shape::Completion, include_usage, echo))
+    } else {
+        respond::collect(gen, Shape::Completion, echo).await
+    }
+}

@@ -1,0 +1,108 @@
+//! Operational routes: `/`, `/health`, `/ready`, `/metrics`, `/v1/models`.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use switchyard_api::models::{Model, ModelList};
+use switchyard_api::ErrorKind;
+
+use crate::error::ApiError;
+use crate::state::{AppState, ModelSlot, SlotStatus};
+use crate::telemetry;
+
+fn status_word(slot: &ModelSlot) -> &'static str {
+    match slot.status() {
+        SlotStatus::Loading => "loading",
+        SlotStatus::Ready(_) => "ready",
+        SlotStatus::Failed(_) => "failed",
+    }
+}
+
+pub async fn root(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let models: Vec<_> = state
+        .models
+        .iter()
+        .map(|s| json!({"id": s.config.id, "kind": s.config.kind.as_str(), "status": status_word(s)}))
+        .collect();
+    Json(json!({
+        "name": "switchyard",
+        "version": env!("CARGO_PKG_VERSION"),
+        "models": models,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready once the default model has loaded.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let default = &state.config.default_model;
+    match state.models.get(default).map(|s| status_word(s)) {
+        Some("ready") => Json(json!({"status": "ready"})).into_response(),
+        other => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": other.unwrap_or("missing"), "model": default})),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    for slot in state.models.iter() {
+        if let SlotStatus::Ready(engine) = slot.status() {
+            let id = slot.config.id.clone();
+            let stats = engine.stats();
+            metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => id.clone()).set(engine.queue_depth() as f64);
+            metrics::counter!(telemetry::ENGINE_TOKENS, "model" => id.clone())
+                .absolute(stats.generated_tokens.load(Relaxed));
+            metrics::counter!(telemetry::ENGINE_CANCELLED, "model" => id.clone())
+                .absolute(stats.cancelled.load(Relaxed));
+            metrics::counter!(telemetry::ENGINE_FINISHED, "model" => id).absolute(stats.finished.load(Relaxed));
+        }
+    }
+    match &state.metrics {
+        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => ApiError::internal("metrics recorder unavailable").into_response(),
+    }
+}
+
+fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
+    let context_length = match slot.status() {
+        SlotStatus::Ready(e) => Some(e.config().context_length as u32),
+        _ => None,
+    };
+    Model {
+        id: slot.config.id.clone(),
+        object: "model".into(),
+        created: state.started_unix,
+        owned_by: "switchyard".into(),
+        kind: slot.config.kind.as_str().into(),
+        context_length,
+    }
+}
+
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list".into(),
+        data: state.models.iter().map(|s| model_entry(&state, s)).collect(),
+    })
+}
+
+pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
+    let slot = state.models.get(&id).ok_or_else(|| ApiError::model_not_found(&id))?;
+    Ok(Json(model_entry(&state, slot)))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorKind::NotFound, "Unknown route.").code("unknown_url")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorKind::MethodNotAllowed, "This route does not accept that method.").code("method_not_allowed")
+}

@@ -1,0 +1,70 @@
+//! Logs and metrics: JSON (or plain) logs carrying the request id, and the
+//! Prometheus recorder. Metric names and labels are listed in docs/metrics.md.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::config::LogFormat;
+
+pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
+pub const HTTP_DURATION: &str = "switchyard_http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "switchyard_http_requests_in_flight";
+pub const TTFT: &str = "switchyard_time_to_first_token_seconds";
+pub const PROMPT_TOKENS: &str = "switchyard_prompt_tokens_total";
+pub const GENERATED_TOKENS: &str = "switchyard_generated_tokens_total";
+pub const GENERATION_DURATION: &str = "switchyard_generation_duration_seconds";
+pub const QUEUE_DEPTH: &str = "switchyard_engine_queue_depth";
+pub const ENGINE_TOKENS: &str = "switchyard_engine_generated_tokens_total";
+pub const ENGINE_CANCELLED: &str = "switchyard_engine_generations_cancelled_total";
+pub const ENGINE_FINISHED: &str = "switchyard_engine_generations_finished_total";
+pub const REJECTED: &str = "switchyard_requests_rejected_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).ok()?;
+            builder.install_recorder().ok()
+        })
+        .clone()
+}
+
+/// Sets up logging once. JSON lines by default, with the request's span
+/// fields (its id) on every line.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Plain => builder.try_init(),
+    };
+}
+
+/// Counts and times every request by route template (bounded labels).
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    metrics::gauge!(HTTP_IN_FLIGHT).increment(1.0);
+    let resp = next.run(req).await;
+    metrics::gauge!(HTTP_IN_FLIGHT).decrement(1.0);
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    resp
+}

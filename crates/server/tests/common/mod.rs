@@ -1,0 +1,157 @@
+//! A real server on 127.0.0.1:0 with the real default model, for tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use switchyard_engine::llm::EngineConfig;
+use switchyard_server::config::{Config, DEFAULT_MODEL_ID, DEFAULT_MODEL_PATH};
+use switchyard_server::state::AppState;
+
+pub const MODEL: &str = DEFAULT_MODEL_ID;
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn model_path() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(DEFAULT_MODEL_PATH);
+    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    p
+}
+
+/// Starts the router on a free port with the default model loaded.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let mut cfg = Config::default();
+    cfg.models[0].path = model_path();
+    tweak(&mut cfg);
+    let engine = EngineConfig {
+        queue_capacity: cfg.engine.queue_capacity,
+        chat_template: None,
+    };
+    let state = AppState::new(cfg);
+    state.models.load_all(engine).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let app = switchyard_server::router(state);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestServer {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        task,
+    }
+}
+
+impl TestServer {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post_raw(path, serde_json::to_vec(&body).unwrap_or_default()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    }
+
+    /// Sends a streaming request; returns the parsed `data:` payloads (the
+    /// final `[DONE]` as a JSON string).
+    pub async fn stream(&self, path: &str, body: Value) -> Vec<Value> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status().as_u16(), 200);
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap_or(Value::String(d.to_string())))
+            .collect()
+    }
+}
+
+/// Asserts OpenAI's error shape.
+pub fn assert_error_shape(body: &Value, what: &str) {
+    let e = &body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: no message in {body}"
+    );
+    assert!(e["type"].as_str().is_some(), "{what}: no type in {body}");
+    let obj = e.as_object().expect("error object");
+    assert!(
+        obj.contains_key("param") && obj.contains_key("code"),
+        "{what}: param/code missing in {body}"
+    );
+}
+
+pub fn chat(content: &str, extra: Value) -> Value {
+    let mut body =
+        serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": content}], "temperature": 0});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
+/// Sum of a metric's samples, optionally only those with a label value.
+pub fn metric(text: &str, name: &str, label: &str) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse as Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && (label.is_empty() || s.labels.values().any(|v| v == label)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}

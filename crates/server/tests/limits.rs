@@ -1,0 +1,115 @@
+//! Back-pressure, time limits, cancellation and metrics, on the real model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic
+
+mod common;
+
+use std::time::Duration;
+
+use common::{chat, metric};
+use serde_json::json;
+
+#[tokio::test]
+async fn metrics_parse_and_move_with_traffic() {
+    let srv = common::start(|_| {}).await;
+    let before = srv.get("/metrics").await.1;
+    let (status, _) = srv
+        .post("/v1/chat/completions", chat("Hello", json!({"max_tokens": 5})))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = srv
+        .post("/v1/chat/completions", json!({"model": "nope", "messages": []}))
+        .await;
+    assert_eq!(status, 404);
+    let (code, after) = srv.get("/metrics").await;
+    assert_eq!(code, 200);
+    let reqs = |t: &str| metric(t, "switchyard_http_requests_total", "/v1/chat/completions");
+    assert!(reqs(&after) >= reqs(&before) + 2.0, "{after}");
+    let gen = |t: &str| metric(t, "switchyard_generated_tokens_total", common::MODEL);
+    assert!(gen(&after) >= gen(&before) + 5.0);
+    assert!(after.contains("switchyard_time_to_first_token_seconds_bucket"));
+    assert!(after.contains("switchyard_http_request_duration_seconds_bucket"));
+    assert!(after.contains("switchyard_http_requests_in_flight"));
+    assert!(after.contains("status=\"404\""));
+}
+
+#[tokio::test]
+async fn full_server_answers_503_with_retry_after() {
+    let srv = common::start(|c| c.server.max_concurrent_requests = 1).await;
+    // Hold the only slot with a long streaming answer.
+    let long = srv
+        .client
+        .post(format!("{}/v1/chat/completions", srv.base))
+        .json(&chat("Write a long story.", json!({"max_tokens": 400, "stream": true})))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(long.status().as_u16(), 200);
+    let resp = srv
+        .client
+        .post(format!("{}/v1/chat/completions", srv.base))
+        .json(&chat("hi", json!({})))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    common::assert_error_shape(&body, "overloaded");
+    // Leaving frees the slot: the engine sees the client gone and stops.
+    drop(long);
+    let mut ok = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, _) = srv
+            .post("/v1/chat/completions", chat("hi", json!({"max_tokens": 2})))
+            .await;
+        if status == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the slot was not freed after the client disconnected");
+}
+
+#[tokio::test]
+async fn request_time_limit_gives_504() {
+    let srv = common::start(|c| c.server.request_timeout_secs = 1).await;
+    let (status, body) = srv
+        .post(
+            "/v1/completions",
+            json!({"model": common::MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": 5000, "temperature": 0}),
+        )
+        .await;
+    assert_eq!(status, 504, "{body}");
+    common::assert_error_shape(&body, "timeout");
+}
+
+#[tokio::test]
+async fn full_engine_queue_answers_503() {
+    let srv = common::start(|c| c.engine.queue_capacity = 1).await;
+    let open = |prompt: &'static str| {
+        let req = srv.client.post(format!("{}/v1/completions", srv.base)).json(
+            &json!({"model": common::MODEL, "prompt": prompt, "max_tokens": 300, "temperature": 0, "stream": true}),
+        );
+        async move { req.send().await.expect("sent") }
+    };
+    // One request runs, one waits in the queue of one; the next has no room.
+    let running = open("Count: 1, 2, 3,").await;
+    let mut running = running;
+    assert!(running.chunk().await.expect("chunk").is_some());
+    let waiting = open("Once upon a time").await;
+    assert_eq!(waiting.status().as_u16(), 200);
+    let (status, body) = srv
+        .post(
+            "/v1/completions",
+            json!({"model": common::MODEL, "prompt": "x", "max_tokens": 1}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("queue"));
+}

@@ -1,0 +1,171 @@
+//! The `switchyard` command line. No business logic here: it parses
+//! arguments, loads the configuration and hands over to the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchyard_engine::llm::{self, LlamaModel, LoadedGguf};
+use switchyard_server::config::{Config, LogFormat, ModelConfig, ModelKind};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "One binary in front of your models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured models over an OpenAI-compatible HTTP API.
+    Serve(ServeArgs),
+    /// Measure single-stream prefill and decode speed of a GGUF model.
+    Bench(BenchArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// YAML configuration file.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on, 0 for any free port (overrides server.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// A GGUF file to serve as the default chat model, instead of the configured models.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Log format (overrides server.log_format).
+    #[arg(long, value_parser = ["json", "plain"])]
+    log_format: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// GGUF file to measure.
+    #[arg(long, default_value = switchyard_server::config::DEFAULT_MODEL_PATH)]
+    model: PathBuf,
+    /// Prompt length for the prefill figure (llama-bench's pp).
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens to generate for the decode figure (llama-bench's tg).
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    /// Compute threads (candle's pool).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and print the effective configuration.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(Some(&file)) {
+            Ok(cfg) => {
+                println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+                eprintln!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Bench(args) => match bench(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Prints one JSON line per repetition and a median line, for scripts.
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    let mut gguf = LoadedGguf::open(&args.model)?;
+    let model = LlamaModel::load(&mut gguf)?;
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for rep in 0..args.repetitions.max(1) {
+        let r = llm::bench::run(&model, args.prompt_tokens, args.gen_tokens)?;
+        println!(
+            "{}",
+            serde_json::json!({"rep": rep, "pp": r.prompt_tokens, "pp_tok_s": r.prefill_tokens_per_s, "tg": r.gen_tokens, "tg_tok_s": r.decode_tokens_per_s})
+        );
+        pp.push(r.prefill_tokens_per_s);
+        tg.push(r.decode_tokens_per_s);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "{}",
+        serde_json::json!({"median": true, "threads": args.threads, "pp_tok_s": median(&mut pp), "tg_tok_s": median(&mut tg)})
+    );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(host) = args.host {
+        cfg.server.host = host;
+    }
+    if let Some(port) = args.port {
+        cfg.server.port = port;
+    }
+    if let Some(path) = args.model {
+        let id = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_lowercase();
+        cfg.models = vec![ModelConfig {
+            id: id.clone(),
+            kind: ModelKind::Chat,
+            path,
+            chat_template: None,
+        }];
+        cfg.default_model = id;
+    }
+    if let Some(f) = args.log_format {
+        cfg.server.log_format = if f == "plain" {
+            LogFormat::Plain
+        } else {
+            LogFormat::Json
+        };
+    }
+    cfg.validate()?;
+    // candle's CPU thread pool reads this once, on first use: set it before any model loads.
+    std::env::set_var("RAYON_NUM_THREADS", cfg.engine.threads.to_string());
+    switchyard_server::telemetry::init_logging(cfg.server.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(switchyard_server::serve(cfg, |addr| {
+        // A line for scripts and tests that start us on port 0.
+        println!("switchyard listening on http://{addr}");
+    }))
+}

@@ -1,0 +1,92 @@
+//! The real binary: `config check`, environment overrides, JSON logs that
+//! carry the request id, and a clean stop on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    c
+}
+
+#[test]
+fn config_check_accepts_good_files_and_names_the_bad_field() -> anyhow::Result<()> {
+    let mut good = tempfile::NamedTempFile::new()?;
+    writeln!(good, "server:\n  port: 9000\ngeneration:\n  max_tokens: 64")?;
+    let out = bin().args(["config", "check"]).arg(good.path()).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let effective: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(effective["server"]["port"], 9000);
+    assert_eq!(effective["generation"]["max_tokens"], 64);
+    assert_eq!(effective["generation"]["temperature"], 0.7);
+
+    let mut bad = tempfile::NamedTempFile::new()?;
+    writeln!(bad, "server:\n  max_concurrent_requests: 0")?;
+    let out = bin().args(["config", "check"]).arg(bad.path()).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.max_concurrent_requests"));
+
+    let out = bin()
+        .args(["config", "check"])
+        .arg(good.path())
+        .env("SWITCHYARD_SERVER__PORT", "not-a-port")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_honours_env_and_logs_request_ids_as_json() -> anyhow::Result<()> {
+    let mut child = bin()
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .env("SWITCHYARD_GENERATION__MAX_TOKENS", "3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let resp = client
+        .post(format!("{base}/v1/completions"))
+        .header("x-request-id", "req-7f3a")
+        .json(&serde_json::json!({"model": "smollm2-135m-instruct", "prompt": "Count: 1, 2, 3,", "temperature": 0}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await?;
+    assert_eq!(
+        body["usage"]["completion_tokens"], 3,
+        "SWITCHYARD_GENERATION__MAX_TOKENS ignored: {body}"
+    );
+
+    // SIGTERM: drain and exit cleanly.
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert!(
+        lines.iter().any(|l| l["span"]["request_id"] == "req-7f3a"),
+        "no JSON log line carries the request id:\n{logs}"
+    );
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "stopped"));
+    Ok(())
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, Rust tests on the real models, and
+# the end-to-end test with the official OpenAI Python SDK against the binary.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+
+./scripts/fetch-models.sh
+
+echo "== fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== rust tests"
+cargo test --workspace --locked
+
+echo "== end-to-end with the openai SDK"
+venv="$cache/venv-e2e"
+if [ ! -x "$venv/bin/pytest" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+fi
+cargo build --locked -p switchyard
+SWITCHYARD_BIN="$CARGO_TARGET_DIR/debug/switchyard" "$venv/bin/pytest" -q tests/e2e
