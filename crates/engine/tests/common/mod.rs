@@ -16,3 +16,17 @@ pub fn smollm2_path() -> PathBuf {
     );
     path
 }
+
+/// The default embedding model folder (all-MiniLM-L6-v2), fetched by
+/// `scripts/fetch-models.sh`. Fails, never skips, when it is missing.
+#[allow(dead_code)] // not every test binary embeds
+pub fn minilm_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = root.join("models/all-minilm-l6-v2");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        dir.display()
+    );
+    dir
+}

@@ -1,0 +1,192 @@
+//! Causal grouped-query attention over an f16 KV cache, in the arithmetic
+//! order of llama.cpp's CPU path with flash attention off: queries, keys,
+//! values and probabilities rounded to f16; `K·q` and `V·p` as f16 dot
+//! products (tinyBLAS when several tokens run at once, `ggml_vec_dot_f16` for
+//! one); softmax as in [`super::ggml_order::softmax`].
+
+use half::f16;
+
+use super::ggml_order::{hsum8, reduce_f32x8x4, softmax};
+
+/// Keys and values of one layer, per KV head, f16-rounded: `len * head_dim`.
+#[derive(Default)]
+pub struct LayerKv {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+pub fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+impl LayerKv {
+    /// Appends one token's keys and values (`[n_head_kv * head_dim]` each).
+    pub fn push(&mut self, k: &[f32], v: &[f32], head_dim: usize) {
+        let heads = k.len() / head_dim;
+        self.k.resize_with(heads, Vec::new);
+        self.v.resize_with(heads, Vec::new);
+        for h in 0..heads {
+            let r = h * head_dim..(h + 1) * head_dim;
+            self.k[h].extend(k[r.clone()].iter().map(|&x| round_f16(x)));
+            self.v[h].extend(v[r].iter().map(|&x| round_f16(x)));
+        }
+    }
+}
+
+/// Which ggml kernel an f16 matmul goes through, which fixes how the terms
+/// of each dot product are spread over accumulator lanes and summed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DotOrder {
+    /// tinyBLAS (two or more query tokens): 8 lanes, term `e` in lane `e % 8`.
+    Tiled,
+    /// `ggml_vec_dot_f16` (one query token): 4×8 lanes, term `e` in `e % 32`.
+    Vector,
+}
+
+impl DotOrder {
+    fn width(self) -> usize {
+        match self {
+            DotOrder::Tiled => 8,
+            DotOrder::Vector => 32,
+        }
+    }
+
+    fn reduce(self, acc: &[f32; 32]) -> f32 {
+        match self {
+            DotOrder::Tiled => {
+                let mut l = [0f32; 8];
+                l.copy_from_slice(&acc[..8]);
+                hsum8(&l)
+            }
+            DotOrder::Vector => {
+                let mut a = [[0f32; 8]; 4];
+                for (i, lanes) in a.iter_mut().enumerate() {
+                    lanes.copy_from_slice(&acc[i * 8..i * 8 + 8]);
+                }
+                reduce_f32x8x4(&a)
+            }
+        }
+    }
+
+    fn dot(self, x: &[f32], y: &[f32]) -> f32 {
+        let w = self.width();
+        let mut acc = [0f32; 32];
+        for (e, (a, b)) in x.iter().zip(y).enumerate() {
+            acc[e % w] = a.mul_add(*b, acc[e % w]);
+        }
+        self.reduce(&acc)
+    }
+}
+
+/// Shape of the attention: `n_head` query heads sharing `n_head_kv` KV heads.
+#[derive(Clone, Copy)]
+pub struct Heads {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+/// `q` is `[t, n_head * head_dim]` for positions `pos..pos + t`, whose keys
+/// and values are already in `kv`. Writes `[t, n_head * head_dim]` to `out`.
+pub fn attention(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f32]) {
+    let Heads {
+        n_head,
+        n_head_kv,
+        head_dim: hd,
+    } = heads;
+    let t = q.len() / (n_head * hd);
+    let order = if t >= 2 { DotOrder::Tiled } else { DotOrder::Vector };
+    let w = order.width();
+    let group = n_head / n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut qh = vec![0f32; hd];
+    let mut probs = Vec::with_capacity(pos + t);
+    let mut acc = vec![[0f32; 32]; hd];
+    for i in 0..t {
+        let n = pos + i + 1; // keys this token may see
+        for h in 0..n_head {
+            let (keys, values) = (&kv.k[h / group], &kv.v[h / group]);
+            let row = (i * n_head + h) * hd;
+            for (d, s) in qh.iter_mut().zip(&q[row..row + hd]) {
+                *d = round_f16(*s);
+            }
+            probs.clear();
+            probs.extend(keys.chunks_exact(hd).take(n).map(|k| order.dot(k, &qh) * scale));
+            softmax(&mut probs);
+            // out[d] = Σ_j v[j][d] p[j], lanes over j, walked j-major.
+            acc.iter_mut().for_each(|a| *a = [0f32; 32]);
+            for (j, (vrow, p)) in values.chunks_exact(hd).zip(&probs).enumerate() {
+                let p = round_f16(*p);
+                for (a, v) in acc.iter_mut().zip(vrow) {
+                    a[j % w] = v.mul_add(p, a[j % w]);
+                }
+            }
+            for (o, a) in out[row..row + hd].iter_mut().zip(&acc) {
+                *o = order.reduce(a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain f64 attention over the same f16-rounded inputs.
+    fn reference(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads) -> Vec<f32> {
+        let hd = heads.head_dim;
+        let t = q.len() / (heads.n_head * hd);
+        let mut out = vec![0f32; q.len()];
+        for i in 0..t {
+            for h in 0..heads.n_head {
+                let kvh = h / (heads.n_head / heads.n_head_kv);
+                let qrow = &q[(i * heads.n_head + h) * hd..][..hd];
+                let s: Vec<f64> = (0..=pos + i)
+                    .map(|j| {
+                        let k = &kv.k[kvh][j * hd..][..hd];
+                        k.iter().zip(qrow).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                for d in 0..hd {
+                    let o: f64 = s
+                        .iter()
+                        .enumerate()
+                        .map(|(j, v)| (v - m).exp() / z * kv.v[kvh][j * hd + d] as f64)
+                        .sum();
+                    out[(i * heads.n_head + h) * hd + d] = o as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_float_attention_for_prefill_and_decode() {
+        let heads = Heads {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 8,
+        };
+        let val = |i: usize| round_f16(((i * 7919 % 201) as f32 - 100.0) / 50.0);
+        let mut kv = LayerKv::default();
+        let width = heads.n_head_kv * heads.head_dim;
+        for p in 0..5 {
+            let k: Vec<f32> = (0..width).map(|i| val(p * 100 + i)).collect();
+            let v: Vec<f32> = (0..width).map(|i| val(p * 37 + i + 11)).collect();
+            kv.push(&k, &v, heads.head_dim);
+        }
+        let qw = heads.n_head * heads.head_dim;
+        for (pos, t) in [(0, 5), (4, 1), (2, 3)] {
+            let q: Vec<f32> = (0..t * qw).map(|i| val(i * 3 + 5)).collect();
+            let mut out = vec![0f32; q.len()];
+            attention(&q, &kv, pos, heads, &mut out);
+            let want = reference(&q, &kv, pos, heads);
+            for (g, w) in out.iter().zip(&want) {
+                // probabilities are rounded to f16: 1e-3 relative
+                assert!((g - w).abs() < 2e-3 * (1.0 + w.abs()), "pos {pos} t {t}: {g} vs {w}");
+            }
+        }
+    }
+}
