@@ -10,6 +10,7 @@
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
+use rayon::prelude::*;
 
 use super::ggml_order::hsum8;
 use super::LlmError;
@@ -157,10 +158,32 @@ impl QWeight {
             qx.extend_from_slice(&blocks);
         }
         let nb = self.cols / QK;
+        // Weight rows are shared out over rayon's pool (sized by the engine's
+        // `threads`); each output is computed whole by one thread, so the
+        // thread count never changes a result. `by_row` is `[rows, t]`.
+        let mut by_row = vec![0f32; self.rows * t];
+        let tasks = rayon::current_num_threads() * 4;
+        let rows_per_task = self.rows.div_ceil(tasks).max(16);
+        let work = |(c, chunk): (usize, &mut [f32])| {
+            for (k, out) in chunk.chunks_exact_mut(t).enumerate() {
+                let r = c * rows_per_task + k;
+                for (o, xrow) in out.iter_mut().zip(qx.chunks_exact(nb)) {
+                    *o = self.dot(r, xrow);
+                }
+            }
+        };
+        if rayon::current_num_threads() > 1 {
+            by_row.par_chunks_mut(rows_per_task * t).enumerate().for_each(work);
+        } else {
+            by_row.chunks_mut(rows_per_task * t).enumerate().for_each(work);
+        }
+        if t == 1 {
+            return by_row;
+        }
         let mut out = vec![0f32; t * self.rows];
-        for r in 0..self.rows {
-            for (i, xrow) in qx.chunks_exact(nb).enumerate() {
-                out[i * self.rows + r] = self.dot(r, xrow);
+        for (r, col) in by_row.chunks_exact(t).enumerate() {
+            for (i, v) in col.iter().enumerate() {
+                out[i * self.rows + r] = *v;
             }
         }
         out
