@@ -2,6 +2,10 @@
 
 Run by scripts/test.sh with SWITCHYARD_BIN pointing at the built binary.
 """
+import array
+import base64
+import json
+import math
 import os
 import subprocess
 import time
@@ -12,6 +16,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +36,13 @@ def base_url():
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                if urllib.request.urlopen(url + "/ready", timeout=2).status == 200:
+                # /ready covers the default model; wait for every model.
+                root = json.load(urllib.request.urlopen(url + "/", timeout=2))
+                if all(m["status"] == "ready" for m in root["models"]):
                     break
             except Exception:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         else:
             pytest.fail("server never became ready")
         yield url
@@ -50,8 +58,9 @@ def client(base_url):
 
 
 def test_models_list(client):
-    ids = [m.id for m in client.models.list()]
-    assert MODEL in ids
+    kinds = {m.id: getattr(m, "kind", None) for m in client.models.list()}
+    assert kinds[MODEL] == "chat"
+    assert kinds[EMBED_MODEL] == "embedding"
     assert client.models.retrieve(MODEL).id == MODEL
 
 
@@ -109,3 +118,48 @@ def test_errors_map_to_sdk_exceptions(client):
     assert e.value.param == "n"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=[])
+
+
+EMBED_TEXTS = ["The cat sat on the mat.", "Ein Hund bellt im Garten.", "rockets 🚀 and pizza 🍕", "word " * 400]
+
+
+def unit_vector(v):
+    assert len(v) == 384
+    assert abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-5
+
+
+def test_embeddings_float_and_base64(client):
+    floats = client.embeddings.create(model=EMBED_MODEL, input=EMBED_TEXTS, encoding_format="float")
+    assert [d.index for d in floats.data] == list(range(len(EMBED_TEXTS)))
+    assert floats.model == EMBED_MODEL
+    assert floats.usage.prompt_tokens == floats.usage.total_tokens > 256
+    for d in floats.data:
+        unit_vector(d.embedding)
+
+    # Without encoding_format the SDK asks for base64 and decodes it itself.
+    decoded = client.embeddings.create(model=EMBED_MODEL, input=EMBED_TEXTS)
+    # Asked for explicitly, base64 comes back as the raw string.
+    raw = client.embeddings.create(model=EMBED_MODEL, input=EMBED_TEXTS, encoding_format="base64")
+    for f, d, r in zip(floats.data, decoded.data, raw.data):
+        unit_vector(d.embedding)
+        assert isinstance(r.embedding, str)
+        from_raw = array.array("f", base64.b64decode(r.embedding)).tolist()
+        assert max(abs(a - b) for a, b in zip(f.embedding, d.embedding)) < 1e-6
+        assert from_raw == d.embedding
+
+    one = client.embeddings.create(model=EMBED_MODEL, input=EMBED_TEXTS[0], encoding_format="float")
+    assert max(abs(a - b) for a, b in zip(one.data[0].embedding, floats.data[0].embedding)) < 1e-6
+
+
+def test_embedding_errors_map_to_sdk_exceptions(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=EMBED_MODEL, input="hi", dimensions=128)
+    assert e.value.param == "dimensions"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=EMBED_MODEL, input="")
+    assert e.value.param == "input"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=MODEL, input="hi")
+    assert e.value.param == "model"
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-model", input="hi")

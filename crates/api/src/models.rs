@@ -13,6 +13,9 @@ pub struct Model {
     /// Switchyard extension: the context window in tokens, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_length: Option<u32>,
+    /// Switchyard extension: the length of an embedding model's vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

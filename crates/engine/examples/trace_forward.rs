@@ -2,7 +2,8 @@
 //! them, for a side-by-side comparison with a llama.cpp graph dump.
 //!   trace_forward MODEL OUT NPREFILL TOKEN...
 //! The first NPREFILL tokens run as one batch, the rest one at a time.
-//! Record: name (64 bytes), call (i32), ne (4 × i64), f32 data.
+//! Record: name (64 bytes), call (i32), ne (4 × i64; here `[len, 1, 1, 1]`),
+//! f32 data.
 
 use std::io::Write;
 
@@ -31,16 +32,11 @@ fn main() -> anyhow::Result<()> {
         })?;
         records.push(("logits".into(), logits));
         for (name, data) in records {
-            let rows = if name == "logits" || name == "result_norm" {
-                1
-            } else {
-                n
-            };
             let mut nm = [0u8; 64];
             nm[..name.len()].copy_from_slice(name.as_bytes());
             out.write_all(&nm)?;
             out.write_all(&call.to_le_bytes())?;
-            for d in [(data.len() / rows) as i64, rows as i64, 1, 1] {
+            for d in [data.len() as i64, 1, 1, 1] {
                 out.write_all(&d.to_le_bytes())?;
             }
             for v in data {

@@ -2,11 +2,15 @@
 //! variables (`SWITCHYARD_SERVER__PORT=9000`), then typed validation. Unknown
 //! keys are errors, and every error names the field.
 
-use std::path::{Path, PathBuf};
+mod models;
+
+use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+pub use models::{EmbeddingConfig, ModelConfig, ModelKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -62,38 +66,10 @@ pub struct EngineDefaults {
     pub queue_capacity: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub id: String,
-    #[serde(default = "ModelKind::chat")]
-    pub kind: ModelKind,
-    pub path: PathBuf,
-    /// Replaces the chat template found in the model file.
-    #[serde(default)]
-    pub chat_template: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    Chat,
-}
-
-impl ModelKind {
-    fn chat() -> Self {
-        ModelKind::Chat
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::Chat => "chat",
-        }
-    }
-}
-
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
 pub const DEFAULT_MODEL_PATH: &str = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "all-minilm-l6-v2";
+pub const DEFAULT_EMBEDDING_MODEL_PATH: &str = "models/all-minilm-l6-v2";
 
 impl Default for Config {
     fn default() -> Self {
@@ -102,12 +78,22 @@ impl Default for Config {
             generation: GenerationDefaults::default(),
             engine: EngineDefaults::default(),
             default_model: DEFAULT_MODEL_ID.into(),
-            models: vec![ModelConfig {
-                id: DEFAULT_MODEL_ID.into(),
-                kind: ModelKind::Chat,
-                path: DEFAULT_MODEL_PATH.into(),
-                chat_template: None,
-            }],
+            models: vec![
+                ModelConfig {
+                    id: DEFAULT_MODEL_ID.into(),
+                    kind: ModelKind::Chat,
+                    path: DEFAULT_MODEL_PATH.into(),
+                    chat_template: None,
+                    embedding: None,
+                },
+                ModelConfig {
+                    id: DEFAULT_EMBEDDING_MODEL_ID.into(),
+                    kind: ModelKind::Embedding,
+                    path: DEFAULT_EMBEDDING_MODEL_PATH.into(),
+                    chat_template: None,
+                    embedding: Some(EmbeddingConfig::default()),
+                },
+            ],
         }
     }
 }
@@ -216,9 +202,7 @@ impl Config {
             return Err(invalid("models", "at least one model is needed"));
         }
         for (i, m) in self.models.iter().enumerate() {
-            if m.id.trim().is_empty() || m.id.len() > 128 {
-                return Err(invalid(&format!("models[{i}].id"), "must be 1 to 128 characters"));
-            }
+            m.validate(&format!("models[{i}]"))?;
             if self.models[..i].iter().any(|o| o.id == m.id) {
                 return Err(invalid(
                     &format!("models[{i}].id"),
@@ -262,6 +246,30 @@ mod tests {
         assert_eq!(c.generation.temperature, 0.7);
         assert_eq!(c.server.request_timeout_secs, 300);
         assert_eq!(c.server.max_concurrent_requests, 50);
+        let kinds: Vec<_> = c.models.iter().map(|m| (m.id.as_str(), m.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (DEFAULT_MODEL_ID, ModelKind::Chat),
+                (DEFAULT_EMBEDDING_MODEL_ID, ModelKind::Embedding)
+            ]
+        );
+        assert_eq!(c.models[1].embedding_config().max_request_tokens, 300_000);
+    }
+
+    #[test]
+    fn chat_only_and_embedding_files_load() {
+        let chat_only = "models:\n  - id: smollm2-135m-instruct\n    path: a.gguf\n";
+        let c = from_yaml(chat_only).map_err(|e| e.to_string());
+        let models = c.map(|c| c.models).unwrap_or_default();
+        assert_eq!(models.len(), 1);
+        assert_eq!(models[0].kind, ModelKind::Chat);
+        let with_embedding = "models:\n  - id: smollm2-135m-instruct\n    path: a.gguf\n  - id: e\n    kind: embedding\n    path: dir\n    embedding:\n      max_wait_ms: 0\n      reject_over_length: true\n";
+        let c = from_yaml(with_embedding).map_err(|e| e.to_string());
+        let e = c.map(|c| c.models[1].embedding_config()).unwrap_or_default();
+        assert_eq!(e.max_wait_ms, 0);
+        assert!(e.reject_over_length);
+        assert_eq!(e.max_batch_tokens, EmbeddingConfig::default().max_batch_tokens);
     }
 
     #[test]
@@ -292,5 +300,17 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("default_model"), "{e}");
+        let e = from_yaml("models:\n  - id: e\n    kind: embedding\n    path: d\n    embedding:\n      max_batch_tokens: 0\ndefault_model: e\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("models[0].embedding.max_batch_tokens"), "{e}");
+        let e = from_yaml(
+            "models:\n  - id: e\n    kind: embedding\n    path: d\n    embedding:\n      batch: 3\ndefault_model: e\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("batch"), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 //! Business logic lives in the engine and in `service`; handlers are thin.
 
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod extract;
 mod respond;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{id}", get(routes::ops::get_model))
         .route("/v1/chat/completions", post(routes::openai::chat))
         .route("/v1/completions", post(routes::openai::completions))
+        .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(axum::middleware::from_fn(telemetry::track_http))

@@ -7,7 +7,8 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use switchyard_engine::embed::batcher::{BatchObserver, BatchReport};
 
 use crate::config::LogFormat;
 
@@ -23,9 +24,23 @@ pub const ENGINE_TOKENS: &str = "switchyard_engine_generated_tokens_total";
 pub const ENGINE_CANCELLED: &str = "switchyard_engine_generations_cancelled_total";
 pub const ENGINE_FINISHED: &str = "switchyard_engine_generations_finished_total";
 pub const REJECTED: &str = "switchyard_requests_rejected_total";
+pub const EMBED_DURATION: &str = "switchyard_embedding_duration_seconds";
+pub const EMBED_BATCH_SIZE: &str = "switchyard_embedding_batch_size";
+pub const EMBED_BATCH_REQUESTS: &str = "switchyard_embedding_batch_requests";
+pub const EMBED_BATCH_TOKENS: &str = "switchyard_embedding_batch_tokens";
+pub const EMBED_BATCH_DURATION: &str = "switchyard_embedding_batch_duration_seconds";
+pub const EMBED_TOKENS: &str = "switchyard_embedding_tokens_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// An embedding of a short text takes a few milliseconds: finer at the low end.
+const FAST_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+const TOKEN_BUCKETS: &[f64] = &[
+    16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0,
 ];
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
@@ -33,7 +48,18 @@ pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).ok()?;
+            let mut builder = PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).ok()?;
+            for (name, buckets) in [
+                (EMBED_DURATION, FAST_LATENCY_BUCKETS),
+                (EMBED_BATCH_DURATION, FAST_LATENCY_BUCKETS),
+                (EMBED_BATCH_SIZE, COUNT_BUCKETS),
+                (EMBED_BATCH_REQUESTS, COUNT_BUCKETS),
+                (EMBED_BATCH_TOKENS, TOKEN_BUCKETS),
+            ] {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+                    .ok()?;
+            }
             builder.install_recorder().ok()
         })
         .clone()
@@ -67,4 +93,28 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Records each forward pass of an embedding model's batcher.
+pub struct EmbedMetrics {
+    model: String,
+}
+
+impl EmbedMetrics {
+    pub fn new(model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+        }
+    }
+}
+
+impl BatchObserver for EmbedMetrics {
+    fn batch_done(&self, r: &BatchReport) {
+        let model = self.model.clone();
+        metrics::histogram!(EMBED_BATCH_SIZE, "model" => model.clone()).record(r.inputs as f64);
+        metrics::histogram!(EMBED_BATCH_REQUESTS, "model" => model.clone()).record(r.requests as f64);
+        metrics::histogram!(EMBED_BATCH_TOKENS, "model" => model.clone()).record(r.padded_tokens as f64);
+        metrics::histogram!(EMBED_BATCH_DURATION, "model" => model.clone()).record(r.elapsed.as_secs_f64());
+        metrics::counter!(EMBED_TOKENS, "model" => model).increment(r.tokens as u64);
+    }
 }

@@ -149,6 +149,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             kind: ModelKind::Chat,
             path,
             chat_template: None,
+            embedding: None,
         }];
         cfg.default_model = id;
     }

@@ -6,8 +6,10 @@
 //! input into a bounded, validated token list on the caller's thread; the
 //! batcher groups those lists by length and hands each group to
 //! [`EmbeddingModel::embed_tokens`], one forward pass per group. Padding inside
-//! a group never changes a vector, so grouping is free to choose.
+//! a group never changes a vector, so grouping is free to choose. The batcher
+//! itself is [`batcher::Batcher`].
 
+pub mod batcher;
 mod bert;
 mod config;
 mod model;

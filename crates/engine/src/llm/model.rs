@@ -174,25 +174,34 @@ impl LlamaModel {
             trace("kqv_out", i, &attn);
             let o = layer.wo.matmul(&attn, t);
             trace("attn_out", i, &o);
-            add(&mut x, &o);
+            // Only the last token's logits are returned, so after the last
+            // layer's attention the other rows are dropped (as llama.cpp does).
+            let rows = if i + 1 == self.layers.len() {
+                x.drain(..(t - 1) * d);
+                h.truncate(d);
+                1
+            } else {
+                t
+            };
+            add(&mut x, &o[(t - rows) * d..]);
             trace("ffn_inp", i, &x);
             norm_rows(&x, &layer.ffn_norm, c.rms_eps, &mut h);
             trace("ffn_norm", i, &h);
-            let gate = layer.w_gate.matmul(&h, t);
-            let up = layer.w_up.matmul(&h, t);
+            let gate = layer.w_gate.matmul(&h, rows);
+            let up = layer.w_up.matmul(&h, rows);
             trace("ffn_gate", i, &gate);
             trace("ffn_up", i, &up);
             let mut act = vec![0f32; gate.len()];
             swiglu(&gate, &up, &mut act);
             trace("ffn_swiglu", i, &act);
-            let down = layer.w_down.matmul(&act, t);
+            let down = layer.w_down.matmul(&act, rows);
             trace("ffn_out", i, &down);
             add(&mut x, &down);
             trace("l_out", i, &x);
         }
         cache.len += t;
         let mut last = vec![0f32; d];
-        rms_norm(&x[(t - 1) * d..], &self.norm, c.rms_eps, &mut last);
+        rms_norm(&x[x.len() - d..], &self.norm, c.rms_eps, &mut last);
         trace("result_norm", 0, &last);
         let output = self.output.as_ref().unwrap_or(&self.embeddings);
         Ok(output.matmul(&last, 1))

@@ -1,4 +1,5 @@
 //! HTTP routes. Handlers parse, call the service, and shape the answer.
 
+pub mod embeddings;
 pub mod openai;
 pub mod ops;

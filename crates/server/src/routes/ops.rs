@@ -11,7 +11,7 @@ use switchyard_api::models::{Model, ModelList};
 use switchyard_api::ErrorKind;
 
 use crate::error::ApiError;
-use crate::state::{AppState, ModelSlot, SlotStatus};
+use crate::state::{AppState, Engine, ModelSlot, SlotStatus};
 use crate::telemetry;
 
 fn status_word(slot: &ModelSlot) -> &'static str {
@@ -55,7 +55,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     for slot in state.models.iter() {
-        if let SlotStatus::Ready(engine) = slot.status() {
+        if let SlotStatus::Ready(Engine::Embedding(e)) = slot.status() {
+            metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => slot.config.id.clone())
+                .set(e.batcher.queue_depth() as f64);
+        }
+        if let SlotStatus::Ready(Engine::Chat(engine)) = slot.status() {
             let id = slot.config.id.clone();
             let stats = engine.stats();
             metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => id.clone()).set(engine.queue_depth() as f64);
@@ -73,9 +77,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
-    let context_length = match slot.status() {
-        SlotStatus::Ready(e) => Some(e.config().context_length as u32),
-        _ => None,
+    let (context_length, dimensions) = match slot.status() {
+        SlotStatus::Ready(Engine::Chat(e)) => (Some(e.config().context_length as u32), None),
+        SlotStatus::Ready(Engine::Embedding(e)) => {
+            let m = e.batcher.model();
+            (Some(m.max_tokens() as u32), Some(m.dims() as u32))
+        }
+        _ => (None, None),
     };
     Model {
         id: slot.config.id.clone(),
@@ -84,6 +92,7 @@ fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
         owned_by: "switchyard".into(),
         kind: slot.config.kind.as_str().into(),
         context_length,
+        dimensions,
     }
 }
 

@@ -3,14 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic
 #![allow(dead_code)]
 
+pub mod embed;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
 use switchyard_engine::llm::EngineConfig;
-use switchyard_server::config::{Config, DEFAULT_MODEL_ID, DEFAULT_MODEL_PATH};
+use switchyard_server::config::{
+    Config, DEFAULT_EMBEDDING_MODEL_ID, DEFAULT_EMBEDDING_MODEL_PATH, DEFAULT_MODEL_ID, DEFAULT_MODEL_PATH,
+};
 use switchyard_server::state::AppState;
 
 pub const MODEL: &str = DEFAULT_MODEL_ID;
+pub const EMBED_MODEL: &str = DEFAULT_EMBEDDING_MODEL_ID;
 
 pub struct TestServer {
     pub base: String,
@@ -25,18 +30,39 @@ impl Drop for TestServer {
 }
 
 pub fn model_path() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(DEFAULT_MODEL_PATH);
+    let p = repo_root().join(DEFAULT_MODEL_PATH);
     assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
     p
 }
 
-/// Starts the router on a free port with the default model loaded.
+/// The default embedding model's folder (all-MiniLM-L6-v2).
+pub fn minilm_dir() -> PathBuf {
+    let p = repo_root().join(DEFAULT_EMBEDDING_MODEL_PATH);
+    assert!(
+        p.join("model.safetensors").exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
+    p
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Starts the router on a free port with the default models loaded (the
+/// chat model and the embedding model). Relative model paths, the defaults'
+/// and any a tweak adds, are taken from the repository root.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     let mut cfg = Config::default();
-    cfg.models[0].path = model_path();
+    model_path();
+    minilm_dir();
     tweak(&mut cfg);
+    for m in &mut cfg.models {
+        if m.path.is_relative() {
+            m.path = repo_root().join(&m.path);
+        }
+    }
     let engine = EngineConfig {
         queue_capacity: cfg.engine.queue_capacity,
         chat_template: None,
