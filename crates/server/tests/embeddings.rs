@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::embed::{cosine, extra_model, fixture, max_abs_diff, vectors, PATH};
-use common::{assert_error_shape, metric, EMBED_MODEL, MODEL};
+use common::{metric, EMBED_MODEL, MODEL};
 use serde_json::{json, Value};
 use switchyard_server::config::EmbeddingConfig;
 
@@ -201,13 +201,7 @@ async fn full_queue_answers_503_with_retry_after() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(resp.status().as_u16(), 503);
-    assert_eq!(
-        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
-    let body: Value = resp.json().await.unwrap_or_default();
-    assert_error_shape(&body, "queue full");
+    let body = common::assert_busy(resp, "queue full").await;
     assert_eq!(body["error"]["code"], "overloaded");
     assert_eq!(first.await.unwrap(), 200);
     let (status, body) = srv.post(PATH, json!({"model": ID, "input": "room again"})).await;

@@ -4,19 +4,13 @@
 //! products (tinyBLAS when several tokens run at once, `ggml_vec_dot_f16` for
 //! one); softmax as in [`super::ggml_order::softmax`].
 
-use half::f16;
-
-use super::ggml_order::{hsum8, reduce_f32x8x4, softmax};
+use super::ggml_order::{hsum8, reduce_f32x8x4, round_f16, softmax};
 
 /// Keys and values of one layer, per KV head, f16-rounded: `len * head_dim`.
 #[derive(Default)]
 pub struct LayerKv {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
-}
-
-pub fn round_f16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
 }
 
 impl LayerKv {

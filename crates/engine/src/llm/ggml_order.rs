@@ -9,6 +9,13 @@
 //! here: each function names the ggml routine it mirrors. These are scalar
 //! reference versions; SIMD versions must give the same bits.
 
+/// `x` rounded to the nearest f16 (ties to even, as F16C does) and widened
+/// back: what storing into ggml's f16 tensors does to a value.
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
 /// ggml's 8-lane horizontal sum (`hsum_float_8`, tinyBLAS `hsum`, the softmax
 /// chunk sum): fold the high half onto the low half, then pairs `(0+2)+(1+3)`.
 #[inline]

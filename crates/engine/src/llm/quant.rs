@@ -12,7 +12,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 use rayon::prelude::*;
 
-use super::ggml_order::hsum8;
+use super::ggml_order::{hsum8, round_f16};
 use super::LlmError;
 
 pub(crate) const QK: usize = 32;
@@ -54,10 +54,6 @@ pub struct Q8Block {
 
 fn read_f16(b: &[u8], at: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
-}
-
-fn round_f16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
 }
 
 /// Quantizes a row of activations (length a multiple of 32) like ggml's x86

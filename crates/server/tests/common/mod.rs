@@ -154,6 +154,20 @@ pub fn assert_error_shape(body: &Value, what: &str) {
     );
 }
 
+/// Asserts a 503 that asks to retry after one second, in OpenAI's error
+/// shape; returns the body.
+pub async fn assert_busy(resp: reqwest::Response, what: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), 503, "{what}");
+    assert_eq!(
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "{what}"
+    );
+    let body: Value = resp.json().await.unwrap_or_default();
+    assert_error_shape(&body, what);
+    body
+}
+
 pub fn chat(content: &str, extra: Value) -> Value {
     let mut body =
         serde_json::json!({"model": MODEL, "messages": [{"role": "user", "content": content}], "temperature": 0});
