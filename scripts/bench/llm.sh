@@ -21,7 +21,7 @@ echo "| threads | llama.cpp pp512 | switchyard pp512 | ratio | llama.cpp tg128 |
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for t in 1 2; do
   ll=$(LD_LIBRARY_PATH="$bin" "$bin/llama-bench" -m "$model" -p 512 -n 128 -t "$t" -r "$reps" -o json 2>/dev/null)
-  ours=$("$sy" bench --model "$model" --prompt-tokens 512 --gen-tokens 128 --repetitions "$reps" --threads "$t" | tail -1)
+  ours=$("$sy" bench llm --model "$model" --prompt-tokens 512 --gen-tokens 128 --repetitions "$reps" --threads "$t" | tail -1)
   python3 - "$t" "$ll" "$ours" <<'PY'
 import json, sys
 t, ll, ours = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])

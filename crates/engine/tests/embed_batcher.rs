@@ -42,8 +42,8 @@ async fn merged_requests_match_their_solo_vectors() {
         queue_capacity: 64,
     });
     let m = batcher.model();
-    // Three clusters of similar lengths (about 6, 90 and 175 tokens), so the
-    // planner has both reasons to merge and reasons to split.
+    // Three clusters of lengths (about 6, 90 and 175 tokens, 1 090 in all),
+    // more than one 1 024-token pass holds, so the planner must split.
     let texts: Vec<String> = (0..12)
         .map(|i| format!("Sentence number {i}. ") + &"More words follow here. ".repeat((i % 3) * 17))
         .collect();
@@ -80,13 +80,10 @@ async fn merged_requests_match_their_solo_vectors() {
     assert_eq!(inputs, 12);
     assert!(reports.len() < groups.len(), "requests were not merged: {reports:?}");
     assert!(reports.iter().any(|r| r.requests > 1), "{reports:?}");
-    // Sorted by length: a pass never pads a short cluster to a long one.
+    // Passes are packed up to the token budget, never past it (the lone
+    // exception being one input longer than the budget).
     for r in &reports {
-        assert!(r.padded_tokens * 3 < r.tokens * 4, "a pass padded too much: {r:?}");
-    }
-    for r in &reports {
-        assert!(r.padded_tokens <= 1024 || r.inputs == 1, "{r:?}");
-        assert!(r.tokens <= r.padded_tokens);
+        assert!(r.tokens <= 1024 || r.inputs == 1, "{r:?}");
     }
     assert_eq!(batcher.queue_depth(), 0);
 }

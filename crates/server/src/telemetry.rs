@@ -113,7 +113,7 @@ impl BatchObserver for EmbedMetrics {
         let model = self.model.clone();
         metrics::histogram!(EMBED_BATCH_SIZE, "model" => model.clone()).record(r.inputs as f64);
         metrics::histogram!(EMBED_BATCH_REQUESTS, "model" => model.clone()).record(r.requests as f64);
-        metrics::histogram!(EMBED_BATCH_TOKENS, "model" => model.clone()).record(r.padded_tokens as f64);
+        metrics::histogram!(EMBED_BATCH_TOKENS, "model" => model.clone()).record(r.tokens as f64);
         metrics::histogram!(EMBED_BATCH_DURATION, "model" => model.clone()).record(r.elapsed.as_secs_f64());
         metrics::counter!(EMBED_TOKENS, "model" => model).increment(r.tokens as u64);
     }

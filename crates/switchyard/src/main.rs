@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use switchyard_engine::llm::{self, LlamaModel, LoadedGguf};
+
+mod bench;
 use switchyard_server::config::{Config, LogFormat, ModelConfig, ModelKind};
 
 #[derive(Parser)]
@@ -19,8 +20,11 @@ struct Cli {
 enum Command {
     /// Serve the configured models over an OpenAI-compatible HTTP API.
     Serve(ServeArgs),
-    /// Measure single-stream prefill and decode speed of a GGUF model.
-    Bench(BenchArgs),
+    /// Measurements for docs/benchmarks.md.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -47,24 +51,6 @@ struct ServeArgs {
     log_format: Option<String>,
 }
 
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// GGUF file to measure.
-    #[arg(long, default_value = switchyard_server::config::DEFAULT_MODEL_PATH)]
-    model: PathBuf,
-    /// Prompt length for the prefill figure (llama-bench's pp).
-    #[arg(long, default_value_t = 512)]
-    prompt_tokens: usize,
-    /// Tokens to generate for the decode figure (llama-bench's tg).
-    #[arg(long, default_value_t = 128)]
-    gen_tokens: usize,
-    #[arg(long, default_value_t = 3)]
-    repetitions: usize,
-    /// Compute threads (candle's pool).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
-
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and print the effective configuration.
@@ -86,7 +72,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench(args) => match bench(args) {
+        Command::Bench { command } => match bench::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -101,33 +87,6 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-/// Prints one JSON line per repetition and a median line, for scripts.
-fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-    let mut gguf = LoadedGguf::open(&args.model)?;
-    let model = LlamaModel::load(&mut gguf)?;
-    let mut pp = Vec::new();
-    let mut tg = Vec::new();
-    for rep in 0..args.repetitions.max(1) {
-        let r = llm::bench::run(&model, args.prompt_tokens, args.gen_tokens)?;
-        println!(
-            "{}",
-            serde_json::json!({"rep": rep, "pp": r.prompt_tokens, "pp_tok_s": r.prefill_tokens_per_s, "tg": r.gen_tokens, "tg_tok_s": r.decode_tokens_per_s})
-        );
-        pp.push(r.prefill_tokens_per_s);
-        tg.push(r.decode_tokens_per_s);
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    println!(
-        "{}",
-        serde_json::json!({"median": true, "threads": args.threads, "pp_tok_s": median(&mut pp), "tg_tok_s": median(&mut tg)})
-    );
-    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -50,8 +50,6 @@ pub(crate) struct BertConfig {
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
     #[serde(default)]
-    pub pad_token_id: u32,
-    #[serde(default)]
     pub position_embedding_type: Option<String>,
     #[serde(default)]
     pub model_type: Option<String>,

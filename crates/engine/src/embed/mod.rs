@@ -12,7 +12,9 @@
 pub mod batcher;
 mod bert;
 mod config;
+mod gemm;
 mod model;
+mod ops;
 mod pooling;
 mod tokenizer;
 

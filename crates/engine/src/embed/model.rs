@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::bert::Bert;
@@ -22,8 +22,6 @@ pub struct EmbeddingModel {
     max_tokens: usize,
     vocab_size: usize,
     dims: usize,
-    pad_id: u32,
-    device: Device,
 }
 
 impl EmbeddingModel {
@@ -57,8 +55,6 @@ impl EmbeddingModel {
             max_tokens: cfg.max_tokens,
             vocab_size: cfg.bert.vocab_size,
             dims: cfg.bert.hidden_size,
-            pad_id: cfg.bert.pad_token_id,
-            device,
         })
     }
 
@@ -114,10 +110,11 @@ impl EmbeddingModel {
         Ok(ids.to_vec())
     }
 
-    /// Embeds already tokenized inputs in one forward pass: each is padded to
-    /// the longest of the batch and masked, so its vector is the one it gets
-    /// alone. Inputs are re-checked (non-empty, within the limit, ids in the
-    /// vocabulary) because a bad id would otherwise fail deep in candle.
+    /// Embeds already tokenized inputs in one forward pass. The encoder
+    /// packs them without padding, so each gets the vector it gets alone
+    /// (up to the rounding of the shared matrix products). Inputs are
+    /// re-checked (non-empty, within the limit, ids in the vocabulary)
+    /// because a bad id would otherwise index past the embedding table.
     /// Errors about one input come wrapped in [`EmbedError::BatchInput`].
     pub fn embed_tokens(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
         for (index, ids) in batch.iter().enumerate() {
@@ -126,26 +123,15 @@ impl EmbeddingModel {
                 source: Box::new(e),
             })?;
         }
-        let Some(seq_len) = batch.iter().map(Vec::len).max() else {
-            return Ok(Vec::new());
-        };
-        let mut ids = Vec::with_capacity(batch.len() * seq_len);
-        let mut mask = Vec::with_capacity(batch.len() * seq_len);
-        for input in batch {
-            let pad = seq_len - input.len();
-            ids.extend_from_slice(input);
-            ids.extend(std::iter::repeat_n(self.pad_id, pad));
-            mask.extend(std::iter::repeat_n(1f32, input.len()));
-            mask.extend(std::iter::repeat_n(0f32, pad));
-        }
-        let padded = batch.iter().any(|input| input.len() != seq_len);
-        let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &self.device)?;
-        // Without padding the attention mask is all zeros: skip adding it.
-        let hidden = self.bert.forward(&ids, padded.then_some(&mask))?;
-        let pooled = pool(&hidden, &mask, self.pooling)?;
-        let pooled = if self.normalize { l2_normalize(&pooled)? } else { pooled };
-        Ok(pooled.to_vec2()?)
+        let mut out = Vec::with_capacity(batch.len());
+        self.bert.forward(batch, |_, tokens| {
+            let mut v = pool(tokens, self.dims, self.pooling);
+            if self.normalize {
+                l2_normalize(&mut v);
+            }
+            out.push(v);
+        })?;
+        Ok(out)
     }
 
     /// Tokenizes and embeds texts in one batch: the simple path for callers

@@ -5,6 +5,7 @@
 //! one); softmax as in [`super::ggml_order::softmax`].
 
 use super::ggml_order::{hsum8, reduce_f32x8x4, round_f16, softmax};
+use crate::simd::widest;
 
 /// Keys and values of one layer, per KV head, f16-rounded: `len * head_dim`.
 #[derive(Default)]
@@ -45,6 +46,7 @@ impl DotOrder {
         }
     }
 
+    #[inline(always)]
     fn reduce(self, acc: &[f32; 32]) -> f32 {
         match self {
             DotOrder::Tiled => {
@@ -62,13 +64,30 @@ impl DotOrder {
         }
     }
 
+    #[inline(always)]
     fn dot(self, x: &[f32], y: &[f32]) -> f32 {
-        let w = self.width();
         let mut acc = [0f32; 32];
-        for (e, (a, b)) in x.iter().zip(y).enumerate() {
-            acc[e % w] = a.mul_add(*b, acc[e % w]);
+        match self {
+            DotOrder::Tiled => lanes::<8>(x, y, &mut acc),
+            DotOrder::Vector => lanes::<32>(x, y, &mut acc),
         }
         self.reduce(&acc)
+    }
+}
+
+/// `acc[e % W] = x[e]·y[e] + acc[e % W]` (fused), terms in order: one
+/// W-wide vector FMA per chunk once compiled by [`widest!`].
+#[inline(always)]
+fn lanes<const W: usize>(x: &[f32], y: &[f32], acc: &mut [f32; 32]) {
+    let (xc, yc) = (x.chunks_exact(W), y.chunks_exact(W));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for l in 0..W {
+            acc[l] = a[l].mul_add(b[l], acc[l]);
+        }
+    }
+    for (l, (a, b)) in xr.iter().zip(yr).enumerate() {
+        acc[l] = a.mul_add(*b, acc[l]);
     }
 }
 
@@ -80,9 +99,12 @@ pub struct Heads {
     pub head_dim: usize,
 }
 
+widest!(pub fn attention(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f32]) => attention_generic(q, kv, pos, heads, out));
+
 /// `q` is `[t, n_head * head_dim]` for positions `pos..pos + t`, whose keys
 /// and values are already in `kv`. Writes `[t, n_head * head_dim]` to `out`.
-pub fn attention(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f32]) {
+#[inline(always)]
+fn attention_generic(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f32]) {
     let Heads {
         n_head,
         n_head_kv,
@@ -95,7 +117,9 @@ pub fn attention(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f
     let scale = 1.0 / (hd as f32).sqrt();
     let mut qh = vec![0f32; hd];
     let mut probs = Vec::with_capacity(pos + t);
-    let mut acc = vec![[0f32; 32]; hd];
+    // Lane-major accumulators, `acc[lane * hd + d]`: adding one value row
+    // touches one contiguous run, which vectorises.
+    let mut acc = vec![0f32; w * hd];
     for i in 0..t {
         let n = pos + i + 1; // keys this token may see
         for h in 0..n_head {
@@ -107,16 +131,21 @@ pub fn attention(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f
             probs.clear();
             probs.extend(keys.chunks_exact(hd).take(n).map(|k| order.dot(k, &qh) * scale));
             softmax(&mut probs);
-            // out[d] = Σ_j v[j][d] p[j], lanes over j, walked j-major.
-            acc.iter_mut().for_each(|a| *a = [0f32; 32]);
+            // out[d] = Σ_j v[j][d] p[j], term j in lane j % w, walked j-major.
+            acc.fill(0.0);
             for (j, (vrow, p)) in values.chunks_exact(hd).zip(&probs).enumerate() {
                 let p = round_f16(*p);
-                for (a, v) in acc.iter_mut().zip(vrow) {
-                    a[j % w] = v.mul_add(p, a[j % w]);
+                let lane = &mut acc[(j % w) * hd..][..hd];
+                for (a, v) in lane.iter_mut().zip(vrow) {
+                    *a = v.mul_add(p, *a);
                 }
             }
-            for (o, a) in out[row..row + hd].iter_mut().zip(&acc) {
-                *o = order.reduce(a);
+            for (d, o) in out[row..row + hd].iter_mut().enumerate() {
+                let mut lanes = [0f32; 32];
+                for (l, x) in lanes.iter_mut().enumerate().take(w) {
+                    *x = acc[l * hd + d];
+                }
+                *o = order.reduce(&lanes);
             }
         }
     }

@@ -11,10 +11,11 @@
 use candle_core::Device;
 
 use super::attention::{attention, Heads, LayerKv};
-use super::ggml_order::{rms_norm, rope_cache, rope_pairs, swiglu};
+use super::ggml_order::{self, rms_norm, rope_cache, rope_pairs};
 use super::gguf::{LlamaConfig, LoadedGguf};
 use super::quant::QWeight;
 use super::LlmError;
+use crate::simd::widest;
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -143,15 +144,7 @@ impl LlamaModel {
             let r = i * half..(i + 1) * half;
             rope_cache(pos + i, c.head_dim, c.rope_base, &mut cos[r.clone()], &mut sin[r]);
         }
-        let rope = |v: &mut [f32]| {
-            let width = v.len() / t;
-            for (i, row) in v.chunks_exact_mut(width).enumerate() {
-                let r = i * half..(i + 1) * half;
-                for head in row.chunks_exact_mut(c.head_dim) {
-                    rope_pairs(head, &cos[r.clone()], &sin[r.clone()]);
-                }
-            }
-        };
+        let rope = |v: &mut [f32]| rope_rows(v, c.head_dim, &cos, &sin);
         cache.layers.resize_with(c.n_layer, LayerKv::default);
         let mut h = vec![0f32; t * d];
         let mut attn = vec![0f32; t * c.n_head * c.head_dim];
@@ -208,7 +201,27 @@ impl LlamaModel {
     }
 }
 
-fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+widest!(fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) => norm_rows_generic(x, w, eps, out));
+widest!(fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) => ggml_order::swiglu(gate, up, out));
+widest!(fn rope_rows(v: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) => rope_rows_generic(v, head_dim, cos, sin));
+
+/// Rotates every head of each of the `cos.len() / (head_dim / 2)` rows of `v`
+/// by its row's angles.
+#[inline(always)]
+fn rope_rows_generic(v: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    let t = cos.len() / half;
+    let width = v.len() / t;
+    for (i, row) in v.chunks_exact_mut(width).enumerate() {
+        let r = i * half..(i + 1) * half;
+        for head in row.chunks_exact_mut(head_dim) {
+            rope_pairs(head, &cos[r.clone()], &sin[r.clone()]);
+        }
+    }
+}
+
+#[inline(always)]
+fn norm_rows_generic(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
         rms_norm(xr, w, eps, or);
     }

@@ -56,8 +56,8 @@ pub struct EmbeddingConfig {
     pub reject_over_length: bool,
     /// L2-normalise vectors or not; unset follows the model folder.
     pub normalize: Option<bool>,
-    /// Tokens one batch takes from the queue, and the padded size
-    /// (inputs × longest) of one forward pass.
+    /// Tokens one batch takes from the queue, and the most one forward
+    /// pass packs together.
     pub max_batch_tokens: usize,
     /// Requests merged into one batch at most.
     pub max_batch_requests: usize,

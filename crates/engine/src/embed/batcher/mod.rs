@@ -26,8 +26,8 @@ use super::{EmbedError, EmbeddingModel};
 /// Limits of one batcher.
 #[derive(Debug, Clone)]
 pub struct BatcherConfig {
-    /// Tokens one round takes from the queue (counted unpadded), and the
-    /// padded size (inputs × longest) of one forward pass.
+    /// Tokens one round takes from the queue, and the most one forward pass
+    /// packs together.
     pub max_batch_tokens: usize,
     /// Requests one round takes from the queue.
     pub max_batch_requests: usize,
@@ -57,10 +57,9 @@ pub struct BatchReport {
     pub inputs: usize,
     /// Requests those inputs came from.
     pub requests: usize,
-    /// Real tokens of the inputs.
+    /// Tokens of the inputs: what the model computed (passes are packed,
+    /// without padding).
     pub tokens: usize,
-    /// Tokens the model computed: inputs × longest.
-    pub padded_tokens: usize,
     /// Time in the model.
     pub elapsed: Duration,
 }

@@ -1,19 +1,13 @@
 //! Cutting one round's inputs into forward passes.
 //!
-//! A pass pads every input to its longest, so one long text among short ones
-//! makes the whole pass pay for its length; yet every pass also has a fixed
-//! cost, so cutting too finely loses as much as it saves. The inputs are
-//! sorted by length and split into runs of similar length by a small dynamic
-//! programme that minimises `passes × PASS_OVERHEAD_TOKENS + padded tokens`,
-//! each pass within the padded-token budget.
+//! The encoder packs a pass's inputs end to end without padding, so a pass
+//! costs its real tokens (plus attention, which is per input and does not
+//! care how inputs are grouped) and a fixed overhead: fewer, fuller passes
+//! are better. Inputs are sorted shortest first — short requests are answered
+//! by the first pass, which keeps their latency low when a round needs
+//! several — and cut into passes of at most `max_tokens` tokens.
 
-/// The fixed cost of a forward pass, in tokens of work: on MiniLM on a CPU a
-/// pass of one 8-token input takes about as long as 30 to 40 tokens do in a
-/// large pass. Only the balance matters, so a round figure does.
-const PASS_OVERHEAD_TOKENS: usize = 32;
-
-/// Longest pass the planner considers; bounds its work on rounds of many
-/// tiny inputs (a pass this wide is already as efficient as a pass gets).
+/// Most inputs in one pass; a pass this wide is as efficient as passes get.
 const MAX_PASS_INPUTS: usize = 1024;
 
 /// One input of a round: request `job`, its input number `index`, its length.
@@ -25,9 +19,9 @@ pub(crate) struct Slot {
 }
 
 /// Groups the inputs of a round (`lengths[job][index]`) into passes, shortest
-/// first. A pass stays within `max_padded_tokens` (inputs × longest) unless a
-/// single input is longer than that, in which case it runs alone.
-pub(crate) fn plan(lengths: &[Vec<usize>], max_padded_tokens: usize) -> Vec<Vec<Slot>> {
+/// first. A pass holds at most `max_tokens` tokens unless a single input is
+/// longer than that, in which case it runs alone.
+pub(crate) fn plan(lengths: &[Vec<usize>], max_tokens: usize) -> Vec<Vec<Slot>> {
     let mut slots: Vec<Slot> = lengths
         .iter()
         .enumerate()
@@ -39,35 +33,20 @@ pub(crate) fn plan(lengths: &[Vec<usize>], max_padded_tokens: usize) -> Vec<Vec<
         .collect();
     // Stable and total, so the same round always gives the same passes.
     slots.sort_by_key(|s| (s.len, s.job, s.index));
-    let n = slots.len();
-    // best[i]: cheapest cost of the first i slots; start[i]: where the last
-    // pass of that plan begins. A pass j..i costs overhead + (i - j) × len[i-1],
-    // its longest input being the last (the slots are sorted).
-    let mut best = vec![0usize; n + 1];
-    let mut start = vec![0usize; n + 1];
-    for i in 1..=n {
-        let longest = slots[i - 1].len;
-        best[i] = usize::MAX;
-        for j in (i.saturating_sub(MAX_PASS_INPUTS)..i).rev() {
-            let width = i - j;
-            if width > 1 && width * longest > max_padded_tokens {
-                break;
+    let mut passes: Vec<Vec<Slot>> = Vec::new();
+    let mut tokens = 0;
+    for slot in slots {
+        match passes.last_mut() {
+            Some(pass) if tokens + slot.len <= max_tokens && pass.len() < MAX_PASS_INPUTS => {
+                tokens += slot.len;
+                pass.push(slot);
             }
-            let cost = best[j] + PASS_OVERHEAD_TOKENS + width * longest;
-            if cost < best[i] {
-                best[i] = cost;
-                start[i] = j;
+            _ => {
+                tokens = slot.len;
+                passes.push(vec![slot]);
             }
         }
     }
-    let mut passes = Vec::new();
-    let mut end = n;
-    while end > 0 {
-        let from = start[end];
-        passes.push(slots[from..end].to_vec());
-        end = from;
-    }
-    passes.reverse();
     passes
 }
 
@@ -80,26 +59,28 @@ mod tests {
     }
 
     #[test]
-    fn sorts_by_length_and_splits_where_padding_costs_more_than_a_pass() {
-        // One long text does not drag three short ones to its length...
+    fn mixed_lengths_share_one_pass_shortest_first() {
+        // No padding: a long text costs the short ones nothing.
         assert_eq!(
-            shape(&plan(&[vec![250, 10], vec![10, 10]], 8192)),
-            [vec![10, 10, 10], vec![250]]
+            shape(&plan(&[vec![250, 10], vec![12, 10]], 8192)),
+            [vec![10, 10, 12, 250]]
         );
-        // ...but inputs of nearly the same length share a pass.
-        assert_eq!(shape(&plan(&[vec![101], vec![100, 102]], 8192)), [vec![100, 101, 102]]);
     }
 
     #[test]
-    fn passes_respect_the_padded_budget() {
+    fn passes_respect_the_token_budget() {
         let lengths = vec![vec![200, 3, 64], vec![5, 64, 64, 64], vec![100, 4, 150, 64]];
         let passes = plan(&lengths, 256);
         for pass in &passes {
-            let longest = pass.iter().map(|s| s.len).max().unwrap_or(0);
-            assert!(pass.len() * longest <= 256, "{:?}", shape(&passes));
+            assert!(pass.iter().map(|s| s.len).sum::<usize>() <= 256, "{:?}", shape(&passes));
             assert!(pass.windows(2).all(|w| w[0].len <= w[1].len));
         }
         assert_eq!(passes.iter().map(Vec::len).sum::<usize>(), 11);
+        // Greedy filling: no two neighbouring passes could have been merged.
+        for w in passes.windows(2) {
+            let t = |p: &Vec<Slot>| p.iter().map(|s| s.len).sum::<usize>();
+            assert!(t(&w[0]) + w[1][0].len > 256);
+        }
     }
 
     #[test]
@@ -125,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn many_tiny_inputs_stay_fast_and_bounded() {
+    fn many_tiny_inputs_stay_bounded() {
         let lengths = vec![vec![1; 5000]];
         let passes = plan(&lengths, 1_000_000);
         assert!(passes.iter().all(|p| p.len() <= MAX_PASS_INPUTS));

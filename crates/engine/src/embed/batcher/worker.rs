@@ -85,9 +85,9 @@ impl Worker {
                 .into_iter()
                 .filter(|s| replies[s.job].as_ref().is_some_and(|r| !r.is_closed()))
                 .collect();
-            let Some(longest) = live.iter().map(|s| s.len).max() else {
+            if live.is_empty() {
                 continue;
-            };
+            }
             let batch: Vec<Vec<u32>> = live
                 .iter()
                 .map(|s| std::mem::take(&mut inputs[s.job][s.index]))
@@ -101,7 +101,6 @@ impl Worker {
                 inputs: live.len(),
                 requests: requests.len(),
                 tokens: live.iter().map(|s| s.len).sum(),
-                padded_tokens: live.len() * longest,
                 elapsed: started.elapsed(),
             });
             match outcome {

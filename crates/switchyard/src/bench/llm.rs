@@ -1,0 +1,46 @@
+//! `switchyard bench llm`: one forward pass over a prompt (pp) and greedy
+//! decode steps (tg), the two figures `llama-bench -p 512 -n 128` reports.
+
+use std::path::PathBuf;
+
+use switchyard_engine::llm::{self, LlamaModel, LoadedGguf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF file to measure.
+    #[arg(long, default_value = switchyard_server::config::DEFAULT_MODEL_PATH)]
+    model: PathBuf,
+    /// Prompt length for the prefill figure (llama-bench's pp).
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens to generate for the decode figure (llama-bench's tg).
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    /// Compute threads (rayon's pool).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    let mut gguf = LoadedGguf::open(&args.model)?;
+    let model = LlamaModel::load(&mut gguf)?;
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for rep in 0..args.repetitions.max(1) {
+        let r = llm::bench::run(&model, args.prompt_tokens, args.gen_tokens)?;
+        println!(
+            "{}",
+            serde_json::json!({"rep": rep, "pp": r.prompt_tokens, "pp_tok_s": r.prefill_tokens_per_s, "tg": r.gen_tokens, "tg_tok_s": r.decode_tokens_per_s})
+        );
+        pp.push(r.prefill_tokens_per_s);
+        tg.push(r.decode_tokens_per_s);
+    }
+    println!(
+        "{}",
+        serde_json::json!({"median": true, "threads": args.threads, "pp_tok_s": super::median(pp), "tg_tok_s": super::median(tg)})
+    );
+    Ok(())
+}
