@@ -38,12 +38,12 @@ inf="$(venv venv-infinity "infinity-emb[server,torch]==0.0.78")"
 cargo build --release --locked -p switchyard >/dev/null
 sy="$CARGO_TARGET_DIR/release/switchyard"
 corpus="$work/corpus.jsonl"
-python3 scripts/bench/make-corpus.py "$corpus"
+python3 scripts/bench/make-corpus.py "$corpus" "${CORPUS_TEXTS:-2000}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() { # wait_ready URL
+wait_ready() { # wait_ready URL: until it answers 200 (models loaded)
   for _ in $(seq 600); do
-    curl -sf "$1/models" >/dev/null 2>&1 && return 0
+    curl -sf "$1" >/dev/null 2>&1 && return 0
     sleep 0.5
   done
   echo "server at $1 never came up" >&2; return 1
@@ -92,7 +92,7 @@ YAML
   RUST_LOG=warn "$sy" serve --config "$work/config.yaml" >"$work/switchyard.log" 2>&1 &
   server=$!
   url="http://127.0.0.1:$port/v1"
-  wait_ready "$url"
+  wait_ready "http://127.0.0.1:$port/ready"
 }
 
 echo
@@ -104,7 +104,7 @@ port=$(free_port)
 "$inf/bin/infinity_emb" v2 --model-id "$model_dir" --engine torch --device cpu --port "$port" \
   --url-prefix /v1 --served-model-name all-minilm-l6-v2 >"$work/infinity.log" 2>&1 &
 server=$!
-wait_ready "http://127.0.0.1:$port/v1"
+wait_ready "http://127.0.0.1:$port/v1/models"
 http_row "Infinity 0.0.78 (torch)" "http://127.0.0.1:$port/v1" all-minilm-l6-v2
 stop_server
 serve_switchyard 32 2

@@ -6,6 +6,7 @@
 
 use super::ggml_order::{hsum8, reduce_f32x8x4, round_f16, softmax};
 use crate::simd::widest;
+use rayon::prelude::*;
 
 /// Keys and values of one layer, per KV head, f16-rounded: `len * head_dim`.
 #[derive(Default)]
@@ -103,50 +104,98 @@ widest!(pub fn attention(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out:
 
 /// `q` is `[t, n_head * head_dim]` for positions `pos..pos + t`, whose keys
 /// and values are already in `kv`. Writes `[t, n_head * head_dim]` to `out`.
+/// Tokens of a prompt are shared out over rayon's pool; each output row is
+/// computed whole by one thread, so the thread count never changes a result.
 #[inline(always)]
 fn attention_generic(q: &[f32], kv: &LayerKv, pos: usize, heads: Heads, out: &mut [f32]) {
+    let width = heads.n_head * heads.head_dim;
+    let t = q.len() / width;
+    let order = if t >= 2 { DotOrder::Tiled } else { DotOrder::Vector };
+    let scratch = || Scratch::new(pos + t, order.width() * heads.head_dim);
+    let out = &mut out[..t * width];
+    if t > 1 && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(width)
+            .enumerate()
+            .for_each_init(scratch, |s, (i, o)| token(q, kv, pos + i, i, heads, order, s, o));
+    } else {
+        let mut s = scratch();
+        for (i, o) in out.chunks_mut(width).enumerate() {
+            token(q, kv, pos + i, i, heads, order, &mut s, o);
+        }
+    }
+}
+
+/// Buffers of one thread's share of an attention call.
+struct Scratch {
+    qh: Vec<f32>,
+    probs: Vec<f32>,
+    /// Lane-major accumulators, `acc[lane * head_dim + d]`: adding one value
+    /// row touches one contiguous run, which vectorises.
+    acc: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(keys: usize, acc: usize) -> Self {
+        Self {
+            qh: Vec::new(),
+            probs: Vec::with_capacity(keys),
+            acc: vec![0f32; acc],
+        }
+    }
+}
+
+/// Every head of query row `i` (at position `at`) into `out`, `[n_head * hd]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn token(
+    q: &[f32],
+    kv: &LayerKv,
+    at: usize,
+    i: usize,
+    heads: Heads,
+    order: DotOrder,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
     let Heads {
         n_head,
         n_head_kv,
         head_dim: hd,
     } = heads;
-    let t = q.len() / (n_head * hd);
-    let order = if t >= 2 { DotOrder::Tiled } else { DotOrder::Vector };
     let w = order.width();
     let group = n_head / n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut qh = vec![0f32; hd];
-    let mut probs = Vec::with_capacity(pos + t);
-    // Lane-major accumulators, `acc[lane * hd + d]`: adding one value row
-    // touches one contiguous run, which vectorises.
-    let mut acc = vec![0f32; w * hd];
-    for i in 0..t {
-        let n = pos + i + 1; // keys this token may see
-        for h in 0..n_head {
-            let (keys, values) = (&kv.k[h / group], &kv.v[h / group]);
-            let row = (i * n_head + h) * hd;
-            for (d, s) in qh.iter_mut().zip(&q[row..row + hd]) {
-                *d = round_f16(*s);
+    let n = at + 1; // keys this token may see
+    for h in 0..n_head {
+        let (keys, values) = (&kv.k[h / group], &kv.v[h / group]);
+        let row = (i * n_head + h) * hd;
+        // Plain loops, not iterator adaptors with closures: a generic adaptor
+        // is compiled without this function's CPU features and could not
+        // inline the closure, costing a call per element.
+        s.qh.clear();
+        for &x in &q[row..row + hd] {
+            s.qh.push(round_f16(x));
+        }
+        s.probs.clear();
+        for k in keys.chunks_exact(hd).take(n) {
+            s.probs.push(order.dot(k, &s.qh) * scale);
+        }
+        softmax(&mut s.probs);
+        // out[d] = Σ_j v[j][d] p[j], term j in lane j % w, walked j-major.
+        s.acc.fill(0.0);
+        for (j, (vrow, p)) in values.chunks_exact(hd).zip(&s.probs).enumerate() {
+            let p = round_f16(*p);
+            let lane = &mut s.acc[(j % w) * hd..][..hd];
+            for (a, v) in lane.iter_mut().zip(vrow) {
+                *a = v.mul_add(p, *a);
             }
-            probs.clear();
-            probs.extend(keys.chunks_exact(hd).take(n).map(|k| order.dot(k, &qh) * scale));
-            softmax(&mut probs);
-            // out[d] = Σ_j v[j][d] p[j], term j in lane j % w, walked j-major.
-            acc.fill(0.0);
-            for (j, (vrow, p)) in values.chunks_exact(hd).zip(&probs).enumerate() {
-                let p = round_f16(*p);
-                let lane = &mut acc[(j % w) * hd..][..hd];
-                for (a, v) in lane.iter_mut().zip(vrow) {
-                    *a = v.mul_add(p, *a);
-                }
+        }
+        for (d, o) in out[h * hd..(h + 1) * hd].iter_mut().enumerate() {
+            let mut lanes = [0f32; 32];
+            for (l, x) in lanes.iter_mut().enumerate().take(w) {
+                *x = s.acc[l * hd + d];
             }
-            for (d, o) in out[row..row + hd].iter_mut().enumerate() {
-                let mut lanes = [0f32; 32];
-                for (l, x) in lanes.iter_mut().enumerate().take(w) {
-                    *x = acc[l * hd + d];
-                }
-                *o = order.reduce(&lanes);
-            }
+            *o = order.reduce(&lanes);
         }
     }
 }

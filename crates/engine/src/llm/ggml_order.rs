@@ -129,7 +129,10 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// [`hsum8`] into an f64, then multiplied by `(float)(1/sum)`.
 #[inline(always)]
 pub fn softmax(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut max = f32::NEG_INFINITY;
+    for &v in row.iter() {
+        max = max.max(v);
+    }
     let mut sum = 0f64;
     for chunk in row.chunks_mut(8) {
         // A short last chunk stands for ggml's zero padding of the KV cache.

@@ -119,7 +119,7 @@ impl LoadedGguf {
             Some(_) => self.u32(&key("attention.head_count_kv"))? as usize,
             None => n_head,
         };
-        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 || n_embd % n_head != 0 {
+        if n_head == 0 || n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) || !n_embd.is_multiple_of(n_head) {
             return Err(LlmError::Format(format!(
                 "bad head counts: {n_head} heads, {n_head_kv} kv heads, width {n_embd}"
             )));

@@ -14,8 +14,13 @@ use rayon::prelude::*;
 
 use super::ggml_order::{hsum8, round_f16};
 use super::LlmError;
+use crate::simd::widest;
 
 pub(crate) const QK: usize = 32;
+
+/// Block dot products below which a matmul does not use the thread pool: at
+/// about 3 ns each, 16 Ki blocks are ~50 µs, several pool wake-ups' worth.
+const PARALLEL_MIN_BLOCKS: usize = 16 * 1024;
 
 /// A weight matrix `[rows, cols]` in one of the supported block formats,
 /// kept as the raw GGUF bytes.
@@ -56,12 +61,18 @@ fn read_f16(b: &[u8], at: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
+widest!(pub fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) => quantize_row_generic(x, out));
+
 /// Quantizes a row of activations (length a multiple of 32) like ggml's x86
 /// `quantize_row_q8_0` / `quantize_row_q8_1`.
-pub fn quantize_row(x: &[f32], out: &mut Vec<Q8Block>) {
+#[inline(always)]
+fn quantize_row_generic(x: &[f32], out: &mut Vec<Q8Block>) {
     out.clear();
     for chunk in x.chunks_exact(QK) {
-        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut amax = 0f32;
+        for v in chunk {
+            amax = amax.max(v.abs());
+        }
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut q = [0i8; QK];
@@ -122,25 +133,35 @@ impl QWeight {
         &self.data[r * rb..(r + 1) * rb]
     }
 
-    /// Dot product of weight row `r` with a quantized activation row.
-    fn dot(&self, r: usize, x: &[Q8Block]) -> f32 {
-        let row = self.row(r);
+    /// `out[(r - rows.start) * t + i]` = weight row `r` · activation row `i`,
+    /// through the best kernel this CPU has ([`Kernel`]).
+    fn rows_into(&self, rows: std::ops::Range<usize>, x: &[Q8Block], t: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        if super::quant_avx2::available() {
-            // SAFETY: the CPU was checked for AVX2 and FMA.
-            return unsafe {
-                match self.dtype {
-                    WeightType::Q4_0 => super::quant_avx2::dot_q4_0(row, x),
-                    WeightType::Q4_1 => super::quant_avx2::dot_q4_1(row, x),
-                    WeightType::Q8_0 => super::quant_avx2::dot_q8_0(row, x),
-                }
+        {
+            use super::quant_avx2 as simd;
+            let w = simd::Weights {
+                data: &self.data,
+                nb: self.cols / QK,
             };
+            // SAFETY: `kernel()` names only kernels whose CPU features were
+            // detected; shapes are checked inside.
+            match kernel() {
+                Kernel::Vnni => return unsafe { simd::rows_into_vnni(self.dtype, w, rows, x, t, out) },
+                Kernel::Avx2 => return unsafe { simd::rows_into(self.dtype, w, rows, x, t, out) },
+                Kernel::Scalar => {}
+            }
         }
-        match self.dtype {
-            WeightType::Q4_0 => dot_q4_0(row, x),
-            WeightType::Q4_1 => dot_q4_1(row, x),
-            WeightType::Q8_0 => dot_q8_0(row, x),
+        let nb = self.cols / QK;
+        for (k, r) in rows.enumerate() {
+            let row = self.row(r);
+            for (i, xrow) in x.chunks_exact(nb).take(t).enumerate() {
+                out[k * t + i] = match self.dtype {
+                    WeightType::Q4_0 => dot_q4_0(row, xrow),
+                    WeightType::Q4_1 => dot_q4_1(row, xrow),
+                    WeightType::Q8_0 => dot_q8_0(row, xrow),
+                };
+            }
         }
     }
 
@@ -153,7 +174,6 @@ impl QWeight {
             quantize_row(row, &mut blocks);
             qx.extend_from_slice(&blocks);
         }
-        let nb = self.cols / QK;
         // Weight rows are shared out over rayon's pool (sized by the engine's
         // `threads`); each output is computed whole by one thread, so the
         // thread count never changes a result. `by_row` is `[rows, t]`.
@@ -161,14 +181,13 @@ impl QWeight {
         let tasks = rayon::current_num_threads() * 4;
         let rows_per_task = self.rows.div_ceil(tasks).max(16);
         let work = |(c, chunk): (usize, &mut [f32])| {
-            for (k, out) in chunk.chunks_exact_mut(t).enumerate() {
-                let r = c * rows_per_task + k;
-                for (o, xrow) in out.iter_mut().zip(qx.chunks_exact(nb)) {
-                    *o = self.dot(r, xrow);
-                }
-            }
+            let start = c * rows_per_task;
+            self.rows_into(start..start + chunk.len() / t, &qx, t, chunk);
         };
-        if rayon::current_num_threads() > 1 {
+        // Small products (a decode step's K and V) run on the calling thread:
+        // waking the pool would cost more than the product.
+        let parallel = self.rows * t * (self.cols / QK) >= PARALLEL_MIN_BLOCKS;
+        if parallel && rayon::current_num_threads() > 1 {
             by_row.par_chunks_mut(rows_per_task * t).enumerate().for_each(work);
         } else {
             by_row.chunks_mut(rows_per_task * t).enumerate().for_each(work);
@@ -205,6 +224,58 @@ impl QWeight {
             }
         }
     }
+}
+
+/// The quantized matmul kernels, slowest first. Each gives the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Portable Rust, the reference the others are tested against.
+    Scalar,
+    /// AVX2 + FMA register tiles (ggml's AVX2 instruction sequence).
+    Avx2,
+    /// The same tiles with AVX-512 VNNI byte dot products.
+    Vnni,
+}
+
+impl Kernel {
+    /// Every kernel this CPU can run.
+    pub(crate) fn available() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::simd::level() != crate::simd::Level::Baseline {
+                all.push(Kernel::Avx2);
+            }
+            if super::quant_avx2::vnni_available() {
+                all.push(Kernel::Vnni);
+            }
+        }
+        all
+    }
+}
+
+thread_local! {
+    static FORCED: std::cell::Cell<Option<Kernel>> = const { std::cell::Cell::new(None) };
+}
+
+/// The kernel matmuls use: the best available (`SWITCHYARD_SIMD=avx2` or
+/// `baseline` caps it), or the one a test forced on this thread.
+fn kernel() -> Kernel {
+    use std::sync::OnceLock;
+    static BEST: OnceLock<Kernel> = OnceLock::new();
+    FORCED
+        .with(|f| f.get())
+        .unwrap_or_else(|| *BEST.get_or_init(|| Kernel::available().into_iter().last().unwrap_or(Kernel::Scalar)))
+}
+
+/// Runs `f` with `kernel` for this thread's matmuls (which must be one of
+/// [`Kernel::available`]), so tests can compare kernels on one CPU.
+#[cfg(test)]
+fn with_kernel<R>(kernel: Kernel, f: impl FnOnce() -> R) -> R {
+    FORCED.with(|c| c.set(Some(kernel)));
+    let r = f();
+    FORCED.with(|c| c.set(None));
+    r
 }
 
 // The dot products follow ggml's AVX2 `ggml_vec_dot_*_q8_*`: the 32 products
@@ -334,35 +405,36 @@ mod tests {
         assert_eq!(out[0].s, round_f16(1e-3 / 127.0 * 127.0));
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
     #[test]
-    fn avx2_kernels_give_the_scalar_bits() -> Result<(), LlmError> {
-        if !super::super::quant_avx2::available() {
-            eprintln!("no AVX2 on this CPU: nothing to compare");
-            return Ok(());
-        }
-        use super::super::quant_avx2 as simd;
+    fn simd_tiles_give_the_scalar_bits() -> Result<(), LlmError> {
+        eprintln!("kernels on this CPU: {:?}", Kernel::available());
+        // Odd shapes: 7 rows (a 4-row tile and 3 single rows), 1 to 5 tokens
+        // (pairs and a single), 3 and 8 blocks per row.
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            let (rows, cols) = (7, 256);
-            let (w, _) = weights(dtype, rows, cols)?;
-            for seed in 0..5usize {
-                let x: Vec<f32> = (0..cols)
-                    .map(|i| (((i + seed * 131) * 2654435761usize % 10007) as f32 / 5003.0 - 1.0) * (1 + seed) as f32)
-                    .collect();
-                let mut q = Vec::new();
-                quantize_row(&x, &mut q);
-                for r in 0..rows {
-                    let row = w.row(r);
-                    // SAFETY: checked above.
-                    let (fast, slow) = unsafe {
-                        match dtype {
-                            GgmlDType::Q4_0 => (simd::dot_q4_0(row, &q), dot_q4_0(row, &q)),
-                            GgmlDType::Q4_1 => (simd::dot_q4_1(row, &q), dot_q4_1(row, &q)),
-                            _ => (simd::dot_q8_0(row, &q), dot_q8_0(row, &q)),
-                        }
-                    };
-                    assert_eq!(fast.to_bits(), slow.to_bits(), "{dtype:?} row {r}: {fast} vs {slow}");
+            for cols in [96, 256] {
+                let (w, _) = weights(dtype, 7, cols)?;
+                for t in 1..=5usize {
+                    let x: Vec<f32> = (0..t * cols)
+                        .map(|i| (((i + t * 131) * 2654435761usize % 10007) as f32 / 5003.0 - 1.0) * (1 + t) as f32)
+                        .collect();
+                    let mut qx = Vec::new();
+                    for row in x.chunks_exact(cols) {
+                        let mut q = Vec::new();
+                        quantize_row(row, &mut q);
+                        qx.extend(q);
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    let mut slow = vec![0f32; 7 * t];
+                    with_kernel(Kernel::Scalar, || w.rows_into(0..7, &qx, t, &mut slow));
+                    for kernel in Kernel::available() {
+                        let mut fast = vec![0f32; 7 * t];
+                        with_kernel(kernel, || w.rows_into(0..7, &qx, t, &mut fast));
+                        assert_eq!(bits(&fast), bits(&slow), "{kernel:?} {dtype:?} cols {cols} t {t}");
+                        // A sub-range writes from the start of its output.
+                        let mut part = vec![0f32; 2 * t];
+                        with_kernel(kernel, || w.rows_into(5..7, &qx, t, &mut part));
+                        assert_eq!(bits(&part), bits(&slow[5 * t..]), "{kernel:?}");
+                    }
                 }
             }
         }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Peak resident memory (VmHWM) of `switchyard serve` with only SmolLM2 loaded
+# and of llama-server (prompt cache off) on the same GGUF, each after one
+# 64-token chat completion. Prints one markdown table row per server.
+#   scripts/bench/llm-rss.sh [LLAMA_CPP_BIN_DIR]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchyard/target}"
+bin="${1:-$(./scripts/bench/install-llama-cpp.sh | tail -1)}"
+model="models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+cargo build --release --locked -p switchyard >/dev/null
+sy="$CARGO_TARGET_DIR/release/switchyard"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
+measure() { # measure NAME READY_PATH MODEL_NAME -- command...
+  local name="$1" ready="$2" served="$3"; shift 4
+  local p; p=$(port)
+  "$@" --port "$p" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$p$ready" >/dev/null 2>&1 && break; sleep 0.2; done
+  curl -sf "http://127.0.0.1:$p/v1/chat/completions" -H 'content-type: application/json' \
+    -d "{\"model\":\"$served\",\"messages\":[{\"role\":\"user\",\"content\":\"Write a haiku about trains.\"}],\"max_tokens\":64,\"temperature\":0}" >/dev/null
+  echo "| $name | $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status") MiB |"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+}
+echo "| server | peak RSS |"
+echo "| --- | --- |"
+measure "switchyard serve --model (SmolLM2 only)" /ready smollm2-135m-instruct.q4_1 -- \
+  "$sy" serve --model "$model" --host 127.0.0.1 --log-format plain
+measure "llama-server -cram 0 (prompt cache off)" /health smollm2 -- \
+  env LD_LIBRARY_PATH="$bin" "$bin/llama-server" -m "$model" --host 127.0.0.1 -cram 0
