@@ -3,6 +3,7 @@
 
 mod embed;
 mod http;
+mod kernels;
 mod llm;
 
 use std::path::Path;
@@ -17,6 +18,8 @@ pub enum BenchCommand {
     Embed(embed::Args),
     /// Load on an OpenAI-compatible /v1/embeddings endpoint (ours or any other).
     Http(http::Args),
+    /// The quantized matmul kernels alone (SWITCHYARD_SIMD picks a narrower one).
+    Kernels(kernels::Args),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -24,6 +27,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Llm(args) => llm::run(args),
         BenchCommand::Embed(args) => embed::run(args),
         BenchCommand::Http(args) => http::run(args),
+        BenchCommand::Kernels(args) => kernels::run(args),
     }
 }
 
