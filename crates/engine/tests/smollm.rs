@@ -97,3 +97,43 @@ fn greedy_chat_answers_and_stops() -> anyhow::Result<()> {
     assert_eq!(stopped, before, "stop {stop:?} in {pieces:?}");
     Ok(())
 }
+
+#[test]
+fn concurrent_requests_get_their_solo_text() -> anyhow::Result<()> {
+    let engine = LlmEngine::load(&common::smollm2_path(), &EngineConfig::default())?;
+    let template = engine.template().ok_or_else(|| anyhow::anyhow!("no chat template"))?;
+    let questions = [
+        "Hi!",
+        "What is the capital of France?",
+        "Name three colours.",
+        "Write a haiku about trains and the sea at night, please.",
+        "2+2=",
+        "Tell me a short story about a robot who learns to paint, in two sentences.",
+        "Why is the sky blue?",
+        "List the days of the week.",
+    ];
+    let prompts: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| {
+            let text = template.render(&[TemplateMessage {
+                role: "user".into(),
+                content: (*q).into(),
+            }])?;
+            Ok(engine.tokenizer().encode(&text)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // One at a time, then all eight at once (different prompt lengths, so the
+    // batch mixes prefill and decode steps): greedy text must not change.
+    let solo: Vec<_> = prompts.iter().map(|p| run(&engine, p.clone(), 24, vec![])).collect();
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| s.spawn(|| run(&engine, p.clone(), 24, vec![])))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+    });
+    assert_eq!(solo, together);
+    let peak = engine.stats().peak_batch.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(peak > 1, "requests never shared a step (peak batch {peak})");
+    Ok(())
+}

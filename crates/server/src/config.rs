@@ -64,6 +64,9 @@ pub struct EngineDefaults {
     pub threads: usize,
     /// Requests waiting per model before new ones are refused.
     pub queue_capacity: usize,
+    /// Sequences one chat model generates at once (continuous batching);
+    /// more wait in its queue.
+    pub max_num_seqs: usize,
 }
 
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
@@ -129,6 +132,7 @@ impl Default for EngineDefaults {
         Self {
             threads: 1,
             queue_capacity: 64,
+            max_num_seqs: 8,
         }
     }
 }
@@ -191,6 +195,9 @@ impl Config {
         }
         if !(g.top_p > 0.0 && g.top_p <= 1.0) {
             return Err(invalid("generation.top_p", "must be in (0, 1]"));
+        }
+        if self.engine.max_num_seqs == 0 {
+            return Err(invalid("engine.max_num_seqs", "must be at least 1"));
         }
         if self.engine.threads == 0 {
             return Err(invalid("engine.threads", "must be at least 1"));

@@ -75,6 +75,7 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
     let engine = EngineConfig {
         queue_capacity: config.engine.queue_capacity,
         chat_template: None,
+        max_num_seqs: config.engine.max_num_seqs,
     };
     let state = AppState::new(config);
     let models = state.models.clone();

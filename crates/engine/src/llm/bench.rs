@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::model::{KvCache, LlamaModel};
+use super::model::{KvCache, LlamaModel, SeqStep};
 use super::sampler::argmax;
 use super::LlmError;
 
@@ -40,4 +40,37 @@ pub fn run(model: &LlamaModel, pp: usize, tg: usize) -> Result<BenchResult, LlmE
         gen_tokens: tg,
         decode_tokens_per_s: tg as f64 / decode,
     })
+}
+
+/// Aggregate decode tokens/s of `seqs` sequences stepping together through
+/// [`LlamaModel::forward_batch`] (each after a 16-token prompt), `tg` steps:
+/// what one weight pass per step buys once a scheduler batches sequences.
+pub fn run_batched(model: &LlamaModel, seqs: usize, tg: usize) -> Result<f64, LlmError> {
+    let vocab = model.config().vocab_size as u32;
+    let mut caches: Vec<KvCache> = (0..seqs).map(|_| KvCache::default()).collect();
+    let mut next: Vec<Vec<u32>> = (0..seqs as u32)
+        .map(|s| {
+            (0..16u32)
+                .map(|i| 100 + (i * 7919 + s * 104_729) % (vocab - 200))
+                .collect()
+        })
+        .collect();
+    let step = |next: &mut Vec<Vec<u32>>, caches: &mut Vec<KvCache>| -> Result<(), LlmError> {
+        let mut batch: Vec<SeqStep> = caches
+            .iter_mut()
+            .zip(next.iter())
+            .map(|(cache, tokens)| SeqStep { tokens, cache })
+            .collect();
+        let logits = model.forward_batch(&mut batch)?;
+        for (n, l) in next.iter_mut().zip(&logits) {
+            *n = vec![argmax(l)];
+        }
+        Ok(())
+    };
+    step(&mut next, &mut caches)?;
+    let t = Instant::now();
+    for _ in 0..tg {
+        step(&mut next, &mut caches)?;
+    }
+    Ok((seqs * tg) as f64 / t.elapsed().as_secs_f64())
 }

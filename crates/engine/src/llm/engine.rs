@@ -1,19 +1,19 @@
 //! One engine per resident model: a thread that owns the weights and serves
-//! generation requests from a bounded queue, one sequence at a time for now
-//! (continuous batching builds on the same forward pass).
+//! generation requests from a bounded queue with continuous batching: every
+//! step runs all active sequences through one batched forward pass (each
+//! weight block read once per step), new requests join between steps and
+//! finished or abandoned ones leave, freeing their KV cache at once.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use super::gguf::{LlamaConfig, LoadedGguf};
-use super::model::{KvCache, LlamaModel};
-use super::request::{FinishReason, GenerateRequest, GenerationEvent, Usage};
-use super::sampler::Sampler;
-use super::stop::{StopMatcher, Utf8Stream};
+use super::model::{LlamaModel, SeqStep};
+use super::request::GenerateRequest;
+use super::sequence::{Sequence, State};
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
 use super::LlmError;
@@ -24,6 +24,8 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// A Jinja chat template that replaces the one in the GGUF file.
     pub chat_template: Option<String>,
+    /// Sequences generating at once; more wait in the queue.
+    pub max_num_seqs: usize,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +33,7 @@ impl Default for EngineConfig {
         Self {
             queue_capacity: 64,
             chat_template: None,
+            max_num_seqs: 8,
         }
     }
 }
@@ -50,6 +53,12 @@ pub struct EngineStats {
     pub finished: AtomicU64,
     /// Generations stopped because the client went away.
     pub cancelled: AtomicU64,
+    /// Forward steps run, and sequences summed over them (mean batch size =
+    /// `step_sequences / steps`).
+    pub steps: AtomicU64,
+    pub step_sequences: AtomicU64,
+    /// Most sequences one step has carried.
+    pub peak_batch: AtomicU64,
 }
 
 /// A loaded model, shareable across request handlers.
@@ -93,7 +102,10 @@ impl LlmEngine {
         let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("llm-engine".into())
-            .spawn(move || run(model, tok, rx, thread_stats))
+            .spawn({
+                let max_seqs = cfg.max_num_seqs.max(1);
+                move || run(model, tok, rx, thread_stats, max_seqs)
+            })
             .map_err(|source| LlmError::Io {
                 path: "engine thread".into(),
                 source,
@@ -148,103 +160,92 @@ fn run(
     tokenizer: Arc<GgufTokenizer>,
     mut rx: mpsc::Receiver<GenerateRequest>,
     stats: Arc<EngineStats>,
+    max_seqs: usize,
 ) {
-    while let Some(req) = rx.blocking_recv() {
-        let span = req.span.clone();
-        let _enter = span.enter();
-        if req.events.is_closed() {
-            tracing::debug!("client left before generation started");
-            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+    let ctx = model.config().context_length;
+    let mut active: Vec<Sequence> = Vec::new();
+    loop {
+        // Idle: block for work. Busy: take what is waiting, up to the limit.
+        if active.is_empty() {
+            match rx.blocking_recv() {
+                Some(req) => admit(req, &mut active, ctx, &stats),
+                None => return,
+            }
+        }
+        while active.len() < max_seqs {
+            match rx.try_recv() {
+                Ok(req) => admit(req, &mut active, ctx, &stats),
+                Err(_) => break,
+            }
+        }
+        // A client that left costs no more compute, and its cache goes now.
+        for seq in active.iter_mut().filter(|s| s.abandoned()) {
+            let _enter = seq.span().clone().entered();
+            tracing::debug!("client left, generation cancelled");
+            seq.state = State::Cancelled;
+        }
+        retire(&mut active, &stats);
+        if active.is_empty() {
             continue;
         }
-        let events = req.events.clone();
-        match generate(&model, &tokenizer, req, &stats) {
-            Ok(Outcome::Finished) => stats.finished.fetch_add(1, Ordering::Relaxed),
-            Ok(Outcome::Cancelled) => stats.cancelled.fetch_add(1, Ordering::Relaxed),
-            Err(e) => {
-                tracing::error!(error = %e, "generation failed");
-                let _ = events.send(GenerationEvent::Failed(e.to_string()));
-                0
+        let mut steps: Vec<SeqStep> = active
+            .iter_mut()
+            .map(|s| SeqStep {
+                tokens: &s.next,
+                cache: &mut s.cache,
+            })
+            .collect();
+        let n = steps.len() as u64;
+        stats.steps.fetch_add(1, Ordering::Relaxed);
+        stats.step_sequences.fetch_add(n, Ordering::Relaxed);
+        stats.peak_batch.fetch_max(n, Ordering::Relaxed);
+        match model.forward_batch(&mut steps) {
+            Ok(logits) => {
+                for (seq, l) in active.iter_mut().zip(logits) {
+                    let span = seq.span().clone();
+                    let _enter = span.enter();
+                    seq.advance(l, &tokenizer, ctx, &stats);
+                }
             }
-        };
+            Err(e) => {
+                // Admission checks lengths, so this is our bug: fail the step's
+                // requests rather than loop on it.
+                tracing::error!(error = %e, sequences = active.len(), "generation step failed");
+                active.iter_mut().for_each(|s| s.fail(e.to_string()));
+            }
+        }
+        retire(&mut active, &stats);
     }
 }
 
-enum Outcome {
-    Finished,
-    Cancelled,
+/// Starts a request, or ends it at once when it cannot run.
+fn admit(req: GenerateRequest, active: &mut Vec<Sequence>, ctx: usize, stats: &EngineStats) {
+    let mut seq = Sequence::new(req);
+    let _enter = seq.span().clone().entered();
+    if seq.abandoned() {
+        tracing::debug!("client left before generation started");
+        stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if seq.next.is_empty() || seq.next.len() > ctx {
+        let n = seq.next.len();
+        seq.fail(format!("prompt of {n} tokens does not fit the context window of {ctx}"));
+        return;
+    }
+    active.push(seq);
 }
 
-/// Runs one request to its end, sending text as it becomes safe to show.
-/// Returns early when the client has gone away.
-fn generate(
-    model: &LlamaModel,
-    tok: &GgufTokenizer,
-    req: GenerateRequest,
-    stats: &EngineStats,
-) -> Result<Outcome, LlmError> {
-    let started = Instant::now();
-    let mut cache = KvCache::default();
-    let mut sampler = Sampler::new(req.sampling);
-    let mut utf8 = Utf8Stream::default();
-    let mut stops = StopMatcher::new(req.stop);
-    let ctx = model.config().context_length;
-    let prompt_tokens = req.prompt_tokens.len() as u32;
-    let mut logits = model.forward(&req.prompt_tokens, &mut cache)?;
-    let mut usage = Usage {
-        prompt_tokens,
-        completion_tokens: 0,
-    };
-    let send = |ev| req.events.send(ev).is_ok();
-    let mut stopped_by_string = false;
-    let finish = loop {
-        if Instant::now() >= req.deadline {
-            send(GenerationEvent::TimedOut { usage });
-            return Ok(Outcome::Finished);
+/// Drops sequences that are done, counting them.
+fn retire(active: &mut Vec<Sequence>, stats: &EngineStats) {
+    active.retain(|s| match s.state {
+        State::Running => true,
+        State::Finished => {
+            stats.finished.fetch_add(1, Ordering::Relaxed);
+            false
         }
-        let id = sampler.sample(&mut logits);
-        usage.completion_tokens += 1;
-        stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-        if usage.completion_tokens == 1 && !send(GenerationEvent::FirstToken) {
-            return Ok(Outcome::Cancelled);
+        State::Cancelled => {
+            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            false
         }
-        // Like llama.cpp, the eos token counts as a completion token.
-        if id == tok.eos() {
-            break FinishReason::Stop;
-        }
-        let out = stops.push(&utf8.push(tok.piece(id)));
-        if !out.emit.is_empty() && !send(GenerationEvent::Text(out.emit)) {
-            return Ok(Outcome::Cancelled);
-        }
-        if out.stopped {
-            stopped_by_string = true;
-            break FinishReason::Stop;
-        }
-        if usage.completion_tokens >= req.max_tokens || cache.len() >= ctx {
-            break FinishReason::Length;
-        }
-        if req.events.is_closed() {
-            tracing::debug!(tokens = usage.completion_tokens, "client left, generation cancelled");
-            return Ok(Outcome::Cancelled);
-        }
-        logits = model.forward(&[id], &mut cache)?;
-    };
-    if !stopped_by_string {
-        let tail = stops.push(&utf8.finish());
-        let rest = tail.emit + &stops.finish();
-        if !rest.is_empty() {
-            send(GenerationEvent::Text(rest));
-        }
-    }
-    tracing::debug!(
-        prompt_tokens = usage.prompt_tokens,
-        completion_tokens = usage.completion_tokens,
-        seconds = started.elapsed().as_secs_f64(),
-        "generation done"
-    );
-    send(GenerationEvent::Done {
-        finish_reason: finish,
-        usage,
     });
-    Ok(Outcome::Finished)
 }

@@ -12,13 +12,14 @@ mod quant;
 mod quant_avx2;
 mod request;
 mod sampler;
+mod sequence;
 mod stop;
 mod template;
 mod tokenizer;
 
 pub use engine::{EngineConfig, EngineStats, LlmEngine, SubmitError};
 pub use gguf::{LlamaConfig, LoadedGguf};
-pub use model::{KvCache, LlamaModel, Tracer};
+pub use model::{KvCache, LlamaModel, SeqStep, Tracer};
 pub use quant::{quantize_row, Q8Block, QWeight, WeightType};
 pub use request::{FinishReason, GenerateRequest, GenerationEvent, SamplingParams, Usage};
 pub use sampler::{argmax, Sampler};

@@ -11,7 +11,7 @@
 use candle_core::Device;
 
 use super::attention::{attention, Heads, LayerKv};
-use super::ggml_order::{self, rms_norm, rope_cache, rope_pairs};
+use super::ggml_order::{self, rope_cache, rope_pairs};
 use super::gguf::{LlamaConfig, LoadedGguf};
 use super::quant::QWeight;
 use super::LlmError;
@@ -118,20 +118,51 @@ impl LlamaModel {
 
     /// [`Self::forward`], handing each intermediate tensor to `trace`.
     pub fn forward_traced(&self, tokens: &[u32], cache: &mut KvCache, trace: Tracer) -> Result<Vec<f32>, LlmError> {
+        let mut seqs = [SeqStep { tokens, cache }];
+        let logits = self.forward_batch_traced(&mut seqs, trace)?;
+        logits
+            .into_iter()
+            .next()
+            .ok_or_else(|| LlmError::Format("no logits".into()))
+    }
+
+    /// One forward pass over several sequences at their own positions: each
+    /// weight matrix is applied once to the rows of all of them, attention
+    /// runs per sequence over its own cache. Returns each sequence's logits
+    /// for its last token. Every sequence gets exactly the bits it would get
+    /// alone: matmul rows are independent, and attention's order depends only
+    /// on the sequence's own token count.
+    pub fn forward_batch(&self, seqs: &mut [SeqStep<'_>]) -> Result<Vec<Vec<f32>>, LlmError> {
+        self.forward_batch_traced(seqs, &mut |_, _, _| {})
+    }
+
+    /// [`Self::forward_batch`], handing each intermediate tensor (all rows of
+    /// the step) to `trace`.
+    pub fn forward_batch_traced(&self, seqs: &mut [SeqStep<'_>], trace: Tracer) -> Result<Vec<Vec<f32>>, LlmError> {
         let c = &self.config;
-        let (t, pos, d) = (tokens.len(), cache.len, c.n_embd);
-        if t == 0 || pos + t > c.context_length {
-            return Err(LlmError::Format(format!(
-                "cannot run {t} tokens at position {pos}: context window is {}",
-                c.context_length
-            )));
-        }
-        let mut x = Vec::with_capacity(t * d);
-        for &id in tokens {
-            if id as usize >= self.embeddings.rows() {
-                return Err(LlmError::Format(format!("token id {id} is outside the vocabulary")));
+        let d = c.n_embd;
+        let mut x = Vec::new();
+        // (first row, tokens, position) of each sequence in the step.
+        let mut spans = Vec::with_capacity(seqs.len());
+        for s in seqs.iter() {
+            let (t, pos) = (s.tokens.len(), s.cache.len);
+            if t == 0 || pos + t > c.context_length {
+                return Err(LlmError::Format(format!(
+                    "cannot run {t} tokens at position {pos}: context window is {}",
+                    c.context_length
+                )));
             }
-            self.embeddings.dequantize_row(id as usize, &mut x);
+            spans.push((x.len() / d, t, pos));
+            for &id in s.tokens {
+                if id as usize >= self.embeddings.rows() {
+                    return Err(LlmError::Format(format!("token id {id} is outside the vocabulary")));
+                }
+                self.embeddings.dequantize_row(id as usize, &mut x);
+            }
+        }
+        let total = x.len() / d;
+        if total == 0 {
+            return Ok(Vec::new());
         }
         let heads = Heads {
             n_head: c.n_head,
@@ -139,44 +170,54 @@ impl LlamaModel {
             head_dim: c.head_dim,
         };
         let half = c.head_dim / 2;
-        let (mut cos, mut sin) = (vec![0f32; t * half], vec![0f32; t * half]);
-        for i in 0..t {
-            let r = i * half..(i + 1) * half;
-            rope_cache(pos + i, c.head_dim, c.rope_base, &mut cos[r.clone()], &mut sin[r]);
+        let (mut cos, mut sin) = (vec![0f32; total * half], vec![0f32; total * half]);
+        for &(start, t, pos) in &spans {
+            for i in 0..t {
+                let r = (start + i) * half..(start + i + 1) * half;
+                rope_cache(pos + i, c.head_dim, c.rope_base, &mut cos[r.clone()], &mut sin[r]);
+            }
         }
         let rope = |v: &mut [f32]| rope_rows(v, c.head_dim, &cos, &sin);
-        cache.layers.resize_with(c.n_layer, LayerKv::default);
-        let mut h = vec![0f32; t * d];
-        let mut attn = vec![0f32; t * c.n_head * c.head_dim];
-        for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        for s in seqs.iter_mut() {
+            s.cache.layers.resize_with(c.n_layer, LayerKv::default);
+        }
+        let (qw, kw) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+        let mut h = vec![0f32; total * d];
+        let mut attn = vec![0f32; total * qw];
+        for (i, layer) in self.layers.iter().enumerate() {
             norm_rows(&x, &layer.attn_norm, c.rms_eps, &mut h);
             trace("attn_norm", i, &h);
-            let mut q = layer.wq.matmul(&h, t);
-            let mut k = layer.wk.matmul(&h, t);
-            let v = layer.wv.matmul(&h, t);
+            let mut q = layer.wq.matmul(&h, total);
+            let mut k = layer.wk.matmul(&h, total);
+            let v = layer.wv.matmul(&h, total);
             rope(&mut q);
             rope(&mut k);
             trace("Qcur", i, &q);
             trace("Kcur", i, &k);
             trace("Vcur", i, &v);
-            let kw = k.len() / t;
-            for (kr, vr) in k.chunks_exact(kw).zip(v.chunks_exact(kw)) {
-                kv.push(kr, vr, c.head_dim);
+            for (s, &(start, t, pos)) in seqs.iter_mut().zip(&spans) {
+                let kv = &mut s.cache.layers[i];
+                let rows = start * kw..(start + t) * kw;
+                for (kr, vr) in k[rows.clone()].chunks_exact(kw).zip(v[rows].chunks_exact(kw)) {
+                    kv.push(kr, vr, c.head_dim);
+                }
+                let rows = start * qw..(start + t) * qw;
+                attention(&q[rows.clone()], kv, pos, heads, &mut attn[rows]);
             }
-            attention(&q, kv, pos, heads, &mut attn);
             trace("kqv_out", i, &attn);
-            let o = layer.wo.matmul(&attn, t);
+            let mut o = layer.wo.matmul(&attn, total);
             trace("attn_out", i, &o);
-            // Only the last token's logits are returned, so after the last
+            // Only each sequence's last token gives logits, so after the last
             // layer's attention the other rows are dropped (as llama.cpp does).
             let rows = if i + 1 == self.layers.len() {
-                x.drain(..(t - 1) * d);
-                h.truncate(d);
-                1
+                x = last_rows(&x, d, &spans);
+                o = last_rows(&o, d, &spans);
+                h.truncate(spans.len() * d);
+                spans.len()
             } else {
-                t
+                total
             };
-            add(&mut x, &o[(t - rows) * d..]);
+            add(&mut x, &o);
             trace("ffn_inp", i, &x);
             norm_rows(&x, &layer.ffn_norm, c.rms_eps, &mut h);
             trace("ffn_norm", i, &h);
@@ -192,13 +233,32 @@ impl LlamaModel {
             add(&mut x, &down);
             trace("l_out", i, &x);
         }
-        cache.len += t;
-        let mut last = vec![0f32; d];
-        rms_norm(&x[x.len() - d..], &self.norm, c.rms_eps, &mut last);
+        for (s, &(_, t, _)) in seqs.iter_mut().zip(&spans) {
+            s.cache.len += t;
+        }
+        let mut last = vec![0f32; x.len()];
+        norm_rows(&x, &self.norm, c.rms_eps, &mut last);
         trace("result_norm", 0, &last);
         let output = self.output.as_ref().unwrap_or(&self.embeddings);
-        Ok(output.matmul(&last, 1))
+        let logits = output.matmul(&last, spans.len());
+        Ok(logits.chunks_exact(output.rows()).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// One sequence's part of [`LlamaModel::forward_batch`]: its new tokens and
+/// the cache they extend (at position `cache.len()`).
+pub struct SeqStep<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+}
+
+/// The last row of each span of `x` (rows of `width`).
+fn last_rows(x: &[f32], width: usize, spans: &[(usize, usize, usize)]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(spans.len() * width);
+    for &(start, t, _) in spans {
+        out.extend_from_slice(&x[(start + t - 1) * width..(start + t) * width]);
+    }
+    out
 }
 
 widest!(fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) => norm_rows_generic(x, w, eps, out));
@@ -223,7 +283,7 @@ fn rope_rows_generic(v: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
 #[inline(always)]
 fn norm_rows_generic(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
-        rms_norm(xr, w, eps, or);
+        ggml_order::rms_norm(xr, w, eps, or);
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     let engine = EngineConfig {
         queue_capacity: cfg.engine.queue_capacity,
         chat_template: None,
+        max_num_seqs: cfg.engine.max_num_seqs,
     };
     let state = AppState::new(cfg);
     state.models.load_all(engine).await;

@@ -21,6 +21,10 @@ pub struct Args {
     /// Compute threads (rayon's pool).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Also measure aggregate decode of this many sequences stepping together
+    /// (the batched forward pass continuous batching will use); 0 = skip.
+    #[arg(long, default_value_t = 0)]
+    batch: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -38,9 +42,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pp.push(r.prefill_tokens_per_s);
         tg.push(r.decode_tokens_per_s);
     }
+    let mut batched = Vec::new();
+    for _ in 0..args.repetitions.max(1) {
+        if args.batch > 0 {
+            batched.push(llm::bench::run_batched(&model, args.batch, args.gen_tokens)?);
+        }
+    }
     println!(
         "{}",
-        serde_json::json!({"median": true, "threads": args.threads, "pp_tok_s": super::median(pp), "tg_tok_s": super::median(tg)})
+        serde_json::json!({"median": true, "threads": args.threads, "pp_tok_s": super::median(pp), "tg_tok_s": super::median(tg), "batch": args.batch, "batch_tg_tok_s": (args.batch > 0).then(|| super::median(batched))})
     );
     Ok(())
 }
