@@ -23,6 +23,11 @@ pub const QUEUE_DEPTH: &str = "switchyard_engine_queue_depth";
 pub const ENGINE_TOKENS: &str = "switchyard_engine_generated_tokens_total";
 pub const ENGINE_CANCELLED: &str = "switchyard_engine_generations_cancelled_total";
 pub const ENGINE_FINISHED: &str = "switchyard_engine_generations_finished_total";
+/// Batched forward steps, and sequences summed over them: their ratio is the
+/// mean batch size of continuous batching.
+pub const ENGINE_STEPS: &str = "switchyard_engine_steps_total";
+pub const ENGINE_STEP_SEQUENCES: &str = "switchyard_engine_step_sequences_total";
+pub const ENGINE_PEAK_BATCH: &str = "switchyard_engine_peak_batch_sequences";
 pub const REJECTED: &str = "switchyard_requests_rejected_total";
 pub const EMBED_DURATION: &str = "switchyard_embedding_duration_seconds";
 pub const EMBED_BATCH_SIZE: &str = "switchyard_embedding_batch_size";

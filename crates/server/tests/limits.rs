@@ -27,6 +27,10 @@ async fn metrics_parse_and_move_with_traffic() {
     assert!(reqs(&after) >= reqs(&before) + 2.0, "{after}");
     let gen = |t: &str| metric(t, "switchyard_generated_tokens_total", common::MODEL);
     assert!(gen(&after) >= gen(&before) + 5.0);
+    // Continuous batching's step counters move too (5 tokens: at least 5 steps).
+    let steps = |t: &str| metric(t, "switchyard_engine_steps_total", common::MODEL);
+    assert!(steps(&after) >= steps(&before) + 5.0, "{after}");
+    assert!(metric(&after, "switchyard_engine_peak_batch_sequences", common::MODEL) >= 1.0);
     assert!(after.contains("switchyard_time_to_first_token_seconds_bucket"));
     assert!(after.contains("switchyard_http_request_duration_seconds_bucket"));
     assert!(after.contains("switchyard_http_requests_in_flight"));

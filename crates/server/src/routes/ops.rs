@@ -67,7 +67,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 .absolute(stats.generated_tokens.load(Relaxed));
             metrics::counter!(telemetry::ENGINE_CANCELLED, "model" => id.clone())
                 .absolute(stats.cancelled.load(Relaxed));
-            metrics::counter!(telemetry::ENGINE_FINISHED, "model" => id).absolute(stats.finished.load(Relaxed));
+            metrics::counter!(telemetry::ENGINE_FINISHED, "model" => id.clone()).absolute(stats.finished.load(Relaxed));
+            metrics::counter!(telemetry::ENGINE_STEPS, "model" => id.clone()).absolute(stats.steps.load(Relaxed));
+            metrics::counter!(telemetry::ENGINE_STEP_SEQUENCES, "model" => id.clone())
+                .absolute(stats.step_sequences.load(Relaxed));
+            metrics::gauge!(telemetry::ENGINE_PEAK_BATCH, "model" => id).set(stats.peak_batch.load(Relaxed) as f64);
         }
     }
     match &state.metrics {
