@@ -8,10 +8,7 @@
 # $SWITCHYARD_CACHE/venv-st and venv-infinity (several GB, PyPI only).
 #   scripts/bench/embeddings.sh
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 reps="${REPS:-3}"
 # Texts per HTTP measurement: a prefix of the corpus (same length mix), so
@@ -34,13 +31,9 @@ venv() { # venv NAME PIP_SPEC...
 st="$(venv venv-st torch==2.15.0 sentence-transformers==6.2.0)"
 inf="$(venv venv-infinity "infinity-emb[server,torch]==0.0.78")"
 
-./scripts/fetch-models.sh >/dev/null
-cargo build --release --locked -p switchyard >/dev/null
-sy="$CARGO_TARGET_DIR/release/switchyard"
 corpus="$work/corpus.jsonl"
 python3 scripts/bench/make-corpus.py "$corpus" "${CORPUS_TEXTS:-2000}"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { # wait_ready URL: until it answers 200 (models loaded)
   for _ in $(seq 600); do
     curl -sf "$1" >/dev/null 2>&1 && return 0

@@ -4,19 +4,14 @@
 # 64-token chat completion. Prints one markdown table row per server.
 #   scripts/bench/llm-rss.sh [LLAMA_CPP_BIN_DIR]
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchyard/target}"
-bin="${1:-$(./scripts/bench/install-llama-cpp.sh | tail -1)}"
-model="models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-cargo build --release --locked -p switchyard >/dev/null
-sy="$CARGO_TARGET_DIR/release/switchyard"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bin="$(llama_cpp_bin "${1:-}")"
+model="$smollm"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
 measure() { # measure NAME READY_PATH MODEL_NAME -- command...
   local name="$1" ready="$2" served="$3"; shift 4
-  local p; p=$(port)
+  local p; p=$(free_port)
   "$@" --port "$p" >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$p$ready" >/dev/null 2>&1 && break; sleep 0.2; done

@@ -4,15 +4,10 @@
 # at 1 and 2 threads. Prints a markdown table with the ratios.
 #   scripts/bench/llm.sh [LLAMA_CPP_BIN_DIR]
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchyard/target}"
-bin="${1:-$(./scripts/bench/install-llama-cpp.sh | tail -1)}"
-model="models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bin="$(llama_cpp_bin "${1:-}")"
+model="$smollm"
 reps="${REPS:-3}"
-./scripts/fetch-models.sh >/dev/null
-cargo build --release --locked -p switchyard >/dev/null
-sy="$CARGO_TARGET_DIR/release/switchyard"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load before: $(uptime | sed 's/.*load average/load average/')"
