@@ -11,7 +11,14 @@
 mod common;
 
 use serde::Deserialize;
-use switchyard_engine::llm::{argmax, ChatTemplate, GgufTokenizer, KvCache, LlamaModel, LoadedGguf, TemplateMessage};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_engine::llm::{
+    argmax, ChatTemplate, EngineConfig, GenerateRequest, GenerationEvent, GgufTokenizer, KvCache, LlamaModel,
+    LlmEngine, LoadedGguf, SamplingParams, TemplateMessage,
+};
+use tokio::sync::mpsc;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -37,10 +44,14 @@ struct TemplateMessageIn {
 
 const NEAR_TIE: f32 = 0.1;
 
+fn fixture() -> anyhow::Result<Fixture> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama_cpp_greedy.json");
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
 #[test]
 fn greedy_outputs_match_llama_cpp() -> anyhow::Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama_cpp_greedy.json");
-    let fixture: Fixture = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let fixture = fixture()?;
     let mut gguf = LoadedGguf::open(&common::smollm2_path())?;
     let tok = GgufTokenizer::from_gguf(&gguf)?;
     let template = ChatTemplate::new(gguf.string("tokenizer.chat_template")?, "<|im_start|>", "<|im_end|>")?;
@@ -113,5 +124,94 @@ fn greedy_outputs_match_llama_cpp() -> anyhow::Result<()> {
         exact * 10 >= total * 9,
         "only {exact} of {total} cases match token for token: {report:#?}"
     );
+    Ok(())
+}
+
+/// Sends every case's prompt to the engine and collects each text.
+fn generate_all(engine: &LlmEngine, cases: &[Case]) -> Vec<String> {
+    let rxs: Vec<_> = cases
+        .iter()
+        .map(|case| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let req = GenerateRequest {
+                prompt_tokens: case.prompt_tokens.clone(),
+                max_tokens: case.output_tokens.len() as u32,
+                sampling: SamplingParams::default(),
+                stop: vec![],
+                deadline: Instant::now() + Duration::from_secs(300),
+                events: tx,
+                span: tracing::Span::none(),
+            };
+            engine.submit(req).unwrap();
+            rx
+        })
+        .collect();
+    rxs.into_iter()
+        .map(|mut rx| {
+            let mut text = String::new();
+            while let Some(ev) = rx.blocking_recv() {
+                match ev {
+                    GenerationEvent::Text(t) => text.push_str(&t),
+                    GenerationEvent::Done { .. } => return text,
+                    GenerationEvent::FirstToken => {}
+                    other => panic!("unexpected event {other:?}"),
+                }
+            }
+            panic!("engine hung up without Done")
+        })
+        .collect()
+}
+
+/// All cases in flight at once, prompts chunked and the prefix cache on:
+/// the engine's text is llama.cpp's wherever one request alone gets it.
+#[test]
+fn parity_holds_under_concurrency() -> anyhow::Result<()> {
+    let fixture = fixture()?;
+    let path = common::smollm2_path();
+    let solo_engine = LlmEngine::load(
+        &path,
+        &EngineConfig {
+            max_num_seqs: 1,
+            prefix_cache: false,
+            ..EngineConfig::default()
+        },
+        Arc::new(()),
+    )?;
+    let busy_engine = LlmEngine::load(
+        &path,
+        &EngineConfig {
+            max_num_seqs: 16,
+            max_batch_tokens: 48,
+            ..EngineConfig::default()
+        },
+        Arc::new(()),
+    )?;
+    let tok = solo_engine.tokenizer();
+    let eos = tok.eos();
+    let llama: Vec<String> = fixture
+        .cases
+        .iter()
+        .map(|c| {
+            let ids: Vec<u32> = c.output_tokens.iter().copied().filter(|&t| t != eos).collect();
+            tok.decode(&ids)
+        })
+        .collect();
+    let solo: Vec<String> = fixture
+        .cases
+        .iter()
+        .map(|c| generate_all(&solo_engine, std::slice::from_ref(c)).remove(0))
+        .collect();
+    let busy = generate_all(&busy_engine, &fixture.cases);
+    let peak = busy_engine
+        .stats()
+        .peak_batch
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(peak >= 8, "the cases never ran together (peak batch {peak})");
+    for ((case, s), b) in fixture.cases.iter().zip(&solo).zip(&busy) {
+        assert_eq!(s, b, "{}: text changed under concurrency", case.name);
+    }
+    let same = solo.iter().zip(&llama).filter(|(a, b)| a == b).count();
+    let total = fixture.cases.len();
+    assert!(same * 10 >= total * 9, "only {same} of {total} texts are llama.cpp's");
     Ok(())
 }

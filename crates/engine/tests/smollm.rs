@@ -58,7 +58,11 @@ fn run(engine: &LlmEngine, prompt: Vec<u32>, max_tokens: u32, stop: Vec<String>)
 
 #[test]
 fn greedy_chat_answers_and_stops() -> anyhow::Result<()> {
-    let engine = LlmEngine::load(&common::smollm2_path(), &EngineConfig::default())?;
+    let engine = LlmEngine::load(
+        &common::smollm2_path(),
+        &EngineConfig::default(),
+        std::sync::Arc::new(()),
+    )?;
     let template = engine.template().ok_or_else(|| anyhow::anyhow!("no chat template"))?;
     let prompt = template.render(&[TemplateMessage {
         role: "user".into(),
@@ -100,7 +104,11 @@ fn greedy_chat_answers_and_stops() -> anyhow::Result<()> {
 
 #[test]
 fn concurrent_requests_get_their_solo_text() -> anyhow::Result<()> {
-    let engine = LlmEngine::load(&common::smollm2_path(), &EngineConfig::default())?;
+    let engine = LlmEngine::load(
+        &common::smollm2_path(),
+        &EngineConfig::default(),
+        std::sync::Arc::new(()),
+    )?;
     let template = engine.template().ok_or_else(|| anyhow::anyhow!("no chat template"))?;
     let questions = [
         "Hi!",

@@ -67,6 +67,16 @@ pub struct EngineDefaults {
     /// Sequences one chat model generates at once (continuous batching);
     /// more wait in its queue.
     pub max_num_seqs: usize,
+    /// Tokens one forward step feeds: a decode token per running sequence,
+    /// and prompt chunks out of the rest (chunked prefill). Smaller keeps
+    /// decodes flowing while long prompts arrive; larger prefills faster.
+    pub max_batch_tokens: usize,
+    /// KV cache memory per chat model, in MiB, shared by running sequences
+    /// and the prefix cache. When it runs short the newest sequence is
+    /// preempted and recomputed later.
+    pub kv_cache_mib: u64,
+    /// Reuse the KV of prompt prefixes seen before (a shared system prompt).
+    pub prefix_cache: bool,
 }
 
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
@@ -127,12 +137,30 @@ impl Default for GenerationDefaults {
     }
 }
 
+impl EngineDefaults {
+    /// The settings every chat engine starts with (its chat template comes
+    /// from the model's own config).
+    pub fn chat_engine(&self) -> switchyard_engine::llm::EngineConfig {
+        switchyard_engine::llm::EngineConfig {
+            queue_capacity: self.queue_capacity,
+            chat_template: None,
+            max_num_seqs: self.max_num_seqs,
+            max_batch_tokens: self.max_batch_tokens,
+            kv_cache_bytes: self.kv_cache_mib << 20,
+            prefix_cache: self.prefix_cache,
+        }
+    }
+}
+
 impl Default for EngineDefaults {
     fn default() -> Self {
         Self {
             threads: 1,
             queue_capacity: 64,
             max_num_seqs: 8,
+            max_batch_tokens: 256,
+            kv_cache_mib: 1024,
+            prefix_cache: true,
         }
     }
 }
@@ -198,6 +226,12 @@ impl Config {
         }
         if self.engine.max_num_seqs == 0 {
             return Err(invalid("engine.max_num_seqs", "must be at least 1"));
+        }
+        if self.engine.max_batch_tokens < 2 {
+            return Err(invalid("engine.max_batch_tokens", "must be at least 2"));
+        }
+        if self.engine.kv_cache_mib == 0 {
+            return Err(invalid("engine.kv_cache_mib", "must be at least 1"));
         }
         if self.engine.threads == 0 {
             return Err(invalid("engine.threads", "must be at least 1"));

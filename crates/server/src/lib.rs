@@ -19,7 +19,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use axum::Router;
-use switchyard_engine::llm::EngineConfig;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -72,11 +71,7 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let engine = EngineConfig {
-        queue_capacity: config.engine.queue_capacity,
-        chat_template: None,
-        max_num_seqs: config.engine.max_num_seqs,
-    };
+    let engine = config.engine.chat_engine();
     let state = AppState::new(config);
     let models = state.models.clone();
     tokio::spawn(async move { models.load_all(engine).await });

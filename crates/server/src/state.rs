@@ -152,9 +152,13 @@ impl ModelSet {
 
 fn load(model: &ModelConfig, chat: &EngineConfig) -> Result<Engine, String> {
     match model.kind {
-        ModelKind::Chat => LlmEngine::load(&model.path, chat)
-            .map(|e| Engine::Chat(Arc::new(e)))
-            .map_err(|e| e.to_string()),
+        ModelKind::Chat => LlmEngine::load(
+            &model.path,
+            chat,
+            Arc::new(crate::telemetry::EngineMetrics::new(&model.id)),
+        )
+        .map(|e| Engine::Chat(Arc::new(e)))
+        .map_err(|e| e.to_string()),
         ModelKind::Embedding => {
             let opts = model.embedding_config();
             let embedder = EmbeddingModel::load(&model.path, opts.embed_options()).map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use switchyard_engine::embed::batcher::{BatchObserver, BatchReport};
+use switchyard_engine::llm::{StepObserver, StepReport};
 
 use crate::config::LogFormat;
 
@@ -28,6 +29,22 @@ pub const ENGINE_FINISHED: &str = "switchyard_engine_generations_finished_total"
 pub const ENGINE_STEPS: &str = "switchyard_engine_steps_total";
 pub const ENGINE_STEP_SEQUENCES: &str = "switchyard_engine_step_sequences_total";
 pub const ENGINE_PEAK_BATCH: &str = "switchyard_engine_peak_batch_sequences";
+/// Per step: sequences in it, prompt tokens fed, and its duration.
+pub const ENGINE_STEP_BATCH: &str = "switchyard_engine_step_batch_sequences";
+pub const ENGINE_STEP_PROMPT_TOKENS: &str = "switchyard_engine_step_prompt_tokens";
+pub const ENGINE_STEP_DURATION: &str = "switchyard_engine_step_duration_seconds";
+/// Time between consecutive tokens of one sequence.
+pub const INTER_TOKEN_LATENCY: &str = "switchyard_inter_token_latency_seconds";
+pub const ENGINE_RUNNING: &str = "switchyard_engine_running_sequences";
+pub const ENGINE_WAITING: &str = "switchyard_engine_waiting_sequences";
+pub const ENGINE_PREEMPTED: &str = "switchyard_engine_preemptions_total";
+pub const KV_BLOCKS_USED: &str = "switchyard_kv_cache_blocks_used";
+pub const KV_BLOCKS_TOTAL: &str = "switchyard_kv_cache_blocks_total";
+pub const PREFIX_CACHE_BLOCKS: &str = "switchyard_prefix_cache_blocks";
+/// Prompt tokens looked up in the prefix cache, and those found: their ratio
+/// is the hit rate.
+pub const PREFIX_QUERIED: &str = "switchyard_prefix_cache_queried_tokens_total";
+pub const PREFIX_HIT: &str = "switchyard_prefix_cache_hit_tokens_total";
 pub const REJECTED: &str = "switchyard_requests_rejected_total";
 pub const EMBED_DURATION: &str = "switchyard_embedding_duration_seconds";
 pub const EMBED_BATCH_SIZE: &str = "switchyard_embedding_batch_size";
@@ -60,6 +77,10 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 (EMBED_BATCH_SIZE, COUNT_BUCKETS),
                 (EMBED_BATCH_REQUESTS, COUNT_BUCKETS),
                 (EMBED_BATCH_TOKENS, TOKEN_BUCKETS),
+                (ENGINE_STEP_BATCH, COUNT_BUCKETS),
+                (ENGINE_STEP_PROMPT_TOKENS, TOKEN_BUCKETS),
+                (ENGINE_STEP_DURATION, FAST_LATENCY_BUCKETS),
+                (INTER_TOKEN_LATENCY, FAST_LATENCY_BUCKETS),
             ] {
                 builder = builder
                     .set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
@@ -121,5 +142,33 @@ impl BatchObserver for EmbedMetrics {
         metrics::histogram!(EMBED_BATCH_TOKENS, "model" => model.clone()).record(r.tokens as f64);
         metrics::histogram!(EMBED_BATCH_DURATION, "model" => model.clone()).record(r.elapsed.as_secs_f64());
         metrics::counter!(EMBED_TOKENS, "model" => model).increment(r.tokens as u64);
+    }
+}
+
+/// Records each forward step of a chat model's engine.
+pub struct EngineMetrics {
+    model: String,
+}
+
+impl EngineMetrics {
+    pub fn new(model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+        }
+    }
+}
+
+impl StepObserver for EngineMetrics {
+    fn step_done(&self, r: &StepReport) {
+        let model = self.model.clone();
+        metrics::histogram!(ENGINE_STEP_BATCH, "model" => model.clone()).record(r.sequences as f64);
+        if r.prompt_tokens > 0 {
+            metrics::histogram!(ENGINE_STEP_PROMPT_TOKENS, "model" => model.clone()).record(r.prompt_tokens as f64);
+        }
+        metrics::histogram!(ENGINE_STEP_DURATION, "model" => model.clone()).record(r.elapsed.as_secs_f64());
+        let itl = metrics::histogram!(INTER_TOKEN_LATENCY, "model" => model);
+        for gap in &r.token_gaps {
+            itl.record(gap.as_secs_f64());
+        }
     }
 }

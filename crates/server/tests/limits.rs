@@ -31,6 +31,30 @@ async fn metrics_parse_and_move_with_traffic() {
     let steps = |t: &str| metric(t, "switchyard_engine_steps_total", common::MODEL);
     assert!(steps(&after) >= steps(&before) + 5.0, "{after}");
     assert!(metric(&after, "switchyard_engine_peak_batch_sequences", common::MODEL) >= 1.0);
+    // Scheduler gauges, KV budget and prefix cache, per-step histograms.
+    assert!(
+        metric(&after, "switchyard_kv_cache_blocks_total", common::MODEL) > 0.0,
+        "{after}"
+    );
+    assert_eq!(
+        metric(&after, "switchyard_engine_running_sequences", common::MODEL),
+        0.0
+    );
+    assert_eq!(
+        metric(&after, "switchyard_engine_waiting_sequences", common::MODEL),
+        0.0
+    );
+    let queried = |t: &str| metric(t, "switchyard_prefix_cache_queried_tokens_total", common::MODEL);
+    assert!(queried(&after) > queried(&before));
+    for name in [
+        "switchyard_engine_step_batch_sequences_bucket",
+        "switchyard_engine_step_duration_seconds_bucket",
+        "switchyard_inter_token_latency_seconds_bucket",
+        "switchyard_prefix_cache_hit_tokens_total",
+        "switchyard_engine_preemptions_total",
+    ] {
+        assert!(after.contains(name), "{name} missing: {after}");
+    }
     assert!(after.contains("switchyard_time_to_first_token_seconds_bucket"));
     assert!(after.contains("switchyard_http_request_duration_seconds_bucket"));
     assert!(after.contains("switchyard_http_requests_in_flight"));

@@ -5,29 +5,9 @@
 //! one); softmax as in [`super::ggml_order::softmax`].
 
 use super::ggml_order::{hsum8, reduce_f32x8x4, round_f16, softmax};
+use super::kv::LayerKv;
 use crate::simd::widest;
 use rayon::prelude::*;
-
-/// Keys and values of one layer, per KV head, f16-rounded: `len * head_dim`.
-#[derive(Default)]
-pub struct LayerKv {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-}
-
-impl LayerKv {
-    /// Appends one token's keys and values (`[n_head_kv * head_dim]` each).
-    pub fn push(&mut self, k: &[f32], v: &[f32], head_dim: usize) {
-        let heads = k.len() / head_dim;
-        self.k.resize_with(heads, Vec::new);
-        self.v.resize_with(heads, Vec::new);
-        for h in 0..heads {
-            let r = h * head_dim..(h + 1) * head_dim;
-            self.k[h].extend(k[r.clone()].iter().map(|&x| round_f16(x)));
-            self.v[h].extend(v[r].iter().map(|&x| round_f16(x)));
-        }
-    }
-}
 
 /// Which ggml kernel an f16 matmul goes through, which fixes how the terms
 /// of each dot product are spread over accumulator lanes and summed.
@@ -167,7 +147,7 @@ fn token(
     let scale = 1.0 / (hd as f32).sqrt();
     let n = at + 1; // keys this token may see
     for h in 0..n_head {
-        let (keys, values) = (&kv.k[h / group], &kv.v[h / group]);
+        let (keys, values) = (kv.keys(h / group), kv.values(h / group));
         let row = (i * n_head + h) * hd;
         // Plain loops, not iterator adaptors with closures: a generic adaptor
         // is compiled without this function's CPU features and could not
@@ -215,7 +195,7 @@ mod tests {
                 let qrow = &q[(i * heads.n_head + h) * hd..][..hd];
                 let s: Vec<f64> = (0..=pos + i)
                     .map(|j| {
-                        let k = &kv.k[kvh][j * hd..][..hd];
+                        let k = &kv.keys(kvh)[j * hd..][..hd];
                         k.iter().zip(qrow).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (hd as f64).sqrt()
                     })
                     .collect();
@@ -225,7 +205,7 @@ mod tests {
                     let o: f64 = s
                         .iter()
                         .enumerate()
-                        .map(|(j, v)| (v - m).exp() / z * kv.v[kvh][j * hd + d] as f64)
+                        .map(|(j, v)| (v - m).exp() / z * kv.values(kvh)[j * hd + d] as f64)
                         .sum();
                     out[(i * heads.n_head + h) * hd + d] = o as f32;
                 }

@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use super::model::{KvCache, LlamaModel, SeqStep};
+use super::kv::KvCache;
+use super::model::{LlamaModel, SeqStep};
 use super::sampler::argmax;
 use super::LlmError;
 

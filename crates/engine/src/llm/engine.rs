@@ -1,19 +1,24 @@
 //! One engine per resident model: a thread that owns the weights and serves
 //! generation requests from a bounded queue with continuous batching: every
-//! step runs all active sequences through one batched forward pass (each
-//! weight block read once per step), new requests join between steps and
-//! finished or abandoned ones leave, freeing their KV cache at once.
+//! step runs the sequences the [`Scheduler`] picks through one batched
+//! forward pass (each weight block read once per step); new requests join
+//! between steps, and finished or abandoned ones leave, freeing their KV
+//! cache at once.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::gguf::{LlamaConfig, LoadedGguf};
+use super::kv::BLOCK_TOKENS;
 use super::model::{LlamaModel, SeqStep};
+use super::prefix_cache::KvShape;
 use super::request::GenerateRequest;
-use super::sequence::{Sequence, State};
+use super::scheduler::{Plan, Scheduler, SchedulerConfig};
+use super::sequence::Sequence;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
 use super::LlmError;
@@ -26,6 +31,13 @@ pub struct EngineConfig {
     pub chat_template: Option<String>,
     /// Sequences generating at once; more wait in the queue.
     pub max_num_seqs: usize,
+    /// Tokens one forward step may feed: every decoding sequence's one, and
+    /// prompt chunks out of the rest.
+    pub max_batch_tokens: usize,
+    /// Memory for KV caches (running sequences and the prefix cache).
+    pub kv_cache_bytes: u64,
+    /// Reuse the KV of prompt prefixes seen before.
+    pub prefix_cache: bool,
 }
 
 impl Default for EngineConfig {
@@ -34,8 +46,33 @@ impl Default for EngineConfig {
             queue_capacity: 64,
             chat_template: None,
             max_num_seqs: 8,
+            max_batch_tokens: 256,
+            kv_cache_bytes: 1 << 30,
+            prefix_cache: true,
         }
     }
+}
+
+/// What one forward step did, handed to the [`StepObserver`].
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub sequences: usize,
+    /// Prompt tokens fed (chunks), and sequences that decoded one token.
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    pub elapsed: Duration,
+    /// Time since each sampled token's previous one in its sequence.
+    pub token_gaps: Vec<Duration>,
+}
+
+/// Receives a report after every step, on the engine thread: keep it cheap.
+pub trait StepObserver: Send + Sync {
+    fn step_done(&self, report: &StepReport);
+}
+
+/// For callers that do not watch.
+impl StepObserver for () {
+    fn step_done(&self, _: &StepReport) {}
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,6 +96,17 @@ pub struct EngineStats {
     pub step_sequences: AtomicU64,
     /// Most sequences one step has carried.
     pub peak_batch: AtomicU64,
+    /// Sequences sent back to wait (and recompute) for lack of KV memory.
+    pub preempted: AtomicU64,
+    /// Gauges, as of the last step.
+    pub running: AtomicU64,
+    pub waiting: AtomicU64,
+    pub kv_blocks_used: AtomicU64,
+    pub kv_blocks_total: AtomicU64,
+    pub prefix_cache_blocks: AtomicU64,
+    /// Prompt tokens looked up in the prefix cache, and those it supplied.
+    pub prefix_queried_tokens: AtomicU64,
+    pub prefix_hit_tokens: AtomicU64,
 }
 
 /// A loaded model, shareable across request handlers.
@@ -74,7 +122,7 @@ pub struct LlmEngine {
 impl LlmEngine {
     /// Loads a GGUF file and starts its engine thread. Blocking: call it from
     /// a blocking context.
-    pub fn load(path: &Path, cfg: &EngineConfig) -> Result<Self, LlmError> {
+    pub fn load(path: &Path, cfg: &EngineConfig, observer: Arc<dyn StepObserver>) -> Result<Self, LlmError> {
         let mut gguf = LoadedGguf::open(path)?;
         let tokenizer = Arc::new(GgufTokenizer::from_gguf(&gguf)?);
         let model = LlamaModel::load(&mut gguf)?;
@@ -99,12 +147,32 @@ impl LlmEngine {
         let (queue, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let tok = tokenizer.clone();
         let stats = Arc::new(EngineStats::default());
+        let shape = KvShape {
+            n_layer: config.n_layer,
+            heads: config.n_head_kv,
+            head_dim: config.head_dim,
+        };
+        let token_bytes = (shape.n_layer * shape.heads * shape.head_dim * 2 * std::mem::size_of::<f32>()) as u64;
+        let sched = SchedulerConfig {
+            max_num_seqs: cfg.max_num_seqs.max(1),
+            max_batch_tokens: cfg.max_batch_tokens.max(2),
+            kv_blocks: (cfg.kv_cache_bytes / (token_bytes * BLOCK_TOKENS as u64).max(1)) as usize,
+            prefix_cache: cfg.prefix_cache,
+        };
+        tracing::info!(
+            kv_tokens = sched.kv_blocks * BLOCK_TOKENS,
+            kv_bytes_per_token = token_bytes,
+            "KV cache budget"
+        );
         let thread_stats = stats.clone();
+        thread_stats
+            .kv_blocks_total
+            .store(sched.kv_blocks as u64, Ordering::Relaxed);
         std::thread::Builder::new()
             .name("llm-engine".into())
-            .spawn({
-                let max_seqs = cfg.max_num_seqs.max(1);
-                move || run(model, tok, rx, thread_stats, max_seqs)
+            .spawn(move || {
+                let sched = Scheduler::new(sched, shape);
+                run(model, tok, rx, sched, &thread_stats, &*observer)
             })
             .map_err(|source| LlmError::Io {
                 path: "engine thread".into(),
@@ -159,67 +227,108 @@ fn run(
     model: LlamaModel,
     tokenizer: Arc<GgufTokenizer>,
     mut rx: mpsc::Receiver<GenerateRequest>,
-    stats: Arc<EngineStats>,
-    max_seqs: usize,
+    mut sched: Scheduler,
+    stats: &EngineStats,
+    observer: &dyn StepObserver,
 ) {
     let ctx = model.config().context_length;
-    let mut active: Vec<Sequence> = Vec::new();
     loop {
         // Idle: block for work. Busy: take what is waiting, up to the limit.
-        if active.is_empty() {
+        if sched.is_idle() {
             match rx.blocking_recv() {
-                Some(req) => admit(req, &mut active, ctx, &stats),
+                Some(req) => take(req, &mut sched, ctx, stats),
                 None => return,
             }
         }
-        while active.len() < max_seqs {
+        while sched.wants_more() {
             match rx.try_recv() {
-                Ok(req) => admit(req, &mut active, ctx, &stats),
+                Ok(req) => take(req, &mut sched, ctx, stats),
                 Err(_) => break,
             }
         }
         // A client that left costs no more compute, and its cache goes now.
-        for seq in active.iter_mut().filter(|s| s.abandoned()) {
-            let _enter = seq.span().clone().entered();
-            tracing::debug!("client left, generation cancelled");
-            seq.state = State::Cancelled;
-        }
-        retire(&mut active, &stats);
-        if active.is_empty() {
+        sched.sweep(Instant::now(), stats);
+        let plan = sched.plan(stats);
+        sched.publish(stats);
+        if plan.is_empty() {
+            if !sched.is_idle() {
+                // Nothing fits this step (cannot happen with a sane budget,
+                // since a lone sequence always fits); do not spin.
+                std::thread::sleep(Duration::from_millis(1));
+            }
             continue;
         }
-        let mut steps: Vec<SeqStep> = active
-            .iter_mut()
-            .map(|s| SeqStep {
-                tokens: &s.next,
-                cache: &mut s.cache,
-            })
-            .collect();
-        let n = steps.len() as u64;
-        stats.steps.fetch_add(1, Ordering::Relaxed);
-        stats.step_sequences.fetch_add(n, Ordering::Relaxed);
-        stats.peak_batch.fetch_max(n, Ordering::Relaxed);
-        match model.forward_batch(&mut steps) {
-            Ok(logits) => {
-                for (seq, l) in active.iter_mut().zip(logits) {
-                    let span = seq.span().clone();
-                    let _enter = span.enter();
-                    seq.advance(l, &tokenizer, ctx, &stats);
-                }
-            }
-            Err(e) => {
-                // Admission checks lengths, so this is our bug: fail the step's
-                // requests rather than loop on it.
-                tracing::error!(error = %e, sequences = active.len(), "generation step failed");
-                active.iter_mut().for_each(|s| s.fail(e.to_string()));
-            }
-        }
-        retire(&mut active, &stats);
+        step(&model, &tokenizer, &mut sched, &plan, stats, observer);
+        sched.after_step(&plan, stats);
     }
 }
 
-/// Starts a request, or ends it at once when it cannot run.
-fn admit(req: GenerateRequest, active: &mut Vec<Sequence>, ctx: usize, stats: &EngineStats) {
+/// Runs one planned step and hands each finished position to its sequence.
+fn step(
+    model: &LlamaModel,
+    tokenizer: &GgufTokenizer,
+    sched: &mut Scheduler,
+    plan: &Plan,
+    stats: &EngineStats,
+    observer: &dyn StepObserver,
+) {
+    let ctx = model.config().context_length;
+    let started = Instant::now();
+    // The plan lists running sequences in increasing index order.
+    let mut steps: Vec<SeqStep> = Vec::with_capacity(plan.len());
+    let mut todo = plan.iter().peekable();
+    for (i, seq) in sched.running.iter_mut().enumerate() {
+        if let Some(&(_, n)) = todo.next_if(|p| p.0 == i) {
+            let Sequence { tokens, cache, .. } = seq;
+            let start = cache.len();
+            steps.push(SeqStep {
+                tokens: &tokens[start..start + n],
+                cache,
+            });
+        }
+    }
+    let n = steps.len() as u64;
+    stats.steps.fetch_add(1, Ordering::Relaxed);
+    stats.step_sequences.fetch_add(n, Ordering::Relaxed);
+    stats.peak_batch.fetch_max(n, Ordering::Relaxed);
+    let result = model.forward_batch(&mut steps);
+    drop(steps);
+    let mut report = StepReport {
+        sequences: plan.len(),
+        prompt_tokens: plan.iter().map(|p| p.1).filter(|&t| t > 1).sum(),
+        decode_tokens: plan.iter().filter(|p| p.1 == 1).count(),
+        elapsed: Duration::ZERO,
+        token_gaps: Vec::new(),
+    };
+    match result {
+        Ok(logits) => {
+            for (&(i, _), l) in plan.iter().zip(logits) {
+                let seq = &mut sched.running[i];
+                if !seq.pending().is_empty() {
+                    continue; // a prompt chunk with more to come
+                }
+                let span = seq.span().clone();
+                let _enter = span.enter();
+                if let Some(gap) = seq.advance(l, tokenizer, ctx, stats) {
+                    report.token_gaps.push(gap);
+                }
+            }
+        }
+        Err(e) => {
+            // Admission checks lengths, so this is our bug: fail the step's
+            // requests rather than loop on it.
+            tracing::error!(error = %e, sequences = plan.len(), "generation step failed");
+            for &(i, _) in plan {
+                sched.running[i].fail(e.to_string());
+            }
+        }
+    }
+    report.elapsed = started.elapsed();
+    observer.step_done(&report);
+}
+
+/// Queues a request for the scheduler, or ends it at once when it cannot run.
+fn take(req: GenerateRequest, sched: &mut Scheduler, ctx: usize, stats: &EngineStats) {
     let mut seq = Sequence::new(req);
     let _enter = seq.span().clone().entered();
     if seq.abandoned() {
@@ -227,25 +336,10 @@ fn admit(req: GenerateRequest, active: &mut Vec<Sequence>, ctx: usize, stats: &E
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if seq.next.is_empty() || seq.next.len() > ctx {
-        let n = seq.next.len();
+    if seq.tokens.is_empty() || seq.tokens.len() > ctx {
+        let n = seq.tokens.len();
         seq.fail(format!("prompt of {n} tokens does not fit the context window of {ctx}"));
         return;
     }
-    active.push(seq);
-}
-
-/// Drops sequences that are done, counting them.
-fn retire(active: &mut Vec<Sequence>, stats: &EngineStats) {
-    active.retain(|s| match s.state {
-        State::Running => true,
-        State::Finished => {
-            stats.finished.fetch_add(1, Ordering::Relaxed);
-            false
-        }
-        State::Cancelled => {
-            stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            false
-        }
-    });
+    sched.waiting.push_back(seq);
 }

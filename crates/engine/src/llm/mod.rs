@@ -6,20 +6,24 @@ pub mod bench;
 mod engine;
 mod ggml_order;
 mod gguf;
+mod kv;
 mod model;
+mod prefix_cache;
 mod quant;
 #[cfg(target_arch = "x86_64")]
 mod quant_avx2;
 mod request;
 mod sampler;
+mod scheduler;
 mod sequence;
 mod stop;
 mod template;
 mod tokenizer;
 
-pub use engine::{EngineConfig, EngineStats, LlmEngine, SubmitError};
+pub use engine::{EngineConfig, EngineStats, LlmEngine, StepObserver, StepReport, SubmitError};
 pub use gguf::{LlamaConfig, LoadedGguf};
-pub use model::{KvCache, LlamaModel, SeqStep, Tracer};
+pub use kv::{KvCache, BLOCK_TOKENS};
+pub use model::{LlamaModel, SeqStep, Tracer};
 pub use quant::{quantize_row, Q8Block, QWeight, WeightType};
 pub use request::{FinishReason, GenerateRequest, GenerationEvent, SamplingParams, Usage};
 pub use sampler::{argmax, Sampler};

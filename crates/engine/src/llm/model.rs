@@ -10,9 +10,10 @@
 
 use candle_core::Device;
 
-use super::attention::{attention, Heads, LayerKv};
+use super::attention::{attention, Heads};
 use super::ggml_order::{self, rope_cache, rope_pairs};
 use super::gguf::{LlamaConfig, LoadedGguf};
+use super::kv::KvCache;
 use super::quant::QWeight;
 use super::LlmError;
 use crate::simd::widest;
@@ -36,24 +37,6 @@ pub struct LlamaModel {
     norm: Vec<f32>,
     /// None when the model ties its output layer to the embeddings.
     output: Option<QWeight>,
-}
-
-/// Keys and values of one sequence, per layer.
-#[derive(Default)]
-pub struct KvCache {
-    layers: Vec<LayerKv>,
-    len: usize,
-}
-
-impl KvCache {
-    /// Tokens already in the cache (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// Receives named intermediate tensors (llama.cpp's names, e.g. `ffn_inp-3`)
@@ -145,7 +128,7 @@ impl LlamaModel {
         // (first row, tokens, position) of each sequence in the step.
         let mut spans = Vec::with_capacity(seqs.len());
         for s in seqs.iter() {
-            let (t, pos) = (s.tokens.len(), s.cache.len);
+            let (t, pos) = (s.tokens.len(), s.cache.len());
             if t == 0 || pos + t > c.context_length {
                 return Err(LlmError::Format(format!(
                     "cannot run {t} tokens at position {pos}: context window is {}",
@@ -179,7 +162,7 @@ impl LlamaModel {
         }
         let rope = |v: &mut [f32]| rope_rows(v, c.head_dim, &cos, &sin);
         for s in seqs.iter_mut() {
-            s.cache.layers.resize_with(c.n_layer, LayerKv::default);
+            s.cache.ensure_layers(c.n_layer);
         }
         let (qw, kw) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
         let mut h = vec![0f32; total * d];
@@ -196,7 +179,7 @@ impl LlamaModel {
             trace("Kcur", i, &k);
             trace("Vcur", i, &v);
             for (s, &(start, t, pos)) in seqs.iter_mut().zip(&spans) {
-                let kv = &mut s.cache.layers[i];
+                let kv = s.cache.layer_mut(i);
                 let rows = start * kw..(start + t) * kw;
                 for (kr, vr) in k[rows.clone()].chunks_exact(kw).zip(v[rows].chunks_exact(kw)) {
                     kv.push(kr, vr, c.head_dim);
@@ -234,7 +217,7 @@ impl LlamaModel {
             trace("l_out", i, &x);
         }
         for (s, &(_, t, _)) in seqs.iter_mut().zip(&spans) {
-            s.cache.len += t;
+            s.cache.advance(t);
         }
         let mut last = vec![0f32; x.len()];
         norm_rows(&x, &self.norm, c.rms_eps, &mut last);

@@ -1,10 +1,10 @@
-//! One request's generation state inside the engine's batch: its KV cache,
-//! sampler, stop matching and the tokens it feeds to the next step.
+//! One request's generation state inside the engine's batch: its tokens and
+//! KV cache, sampler and stop matching.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::model::KvCache;
+use super::kv::KvCache;
 use super::request::{FinishReason, GenerateRequest, GenerationEvent, Usage};
 use super::sampler::Sampler;
 use super::stop::{StopMatcher, Utf8Stream};
@@ -25,8 +25,15 @@ pub enum State {
 pub struct Sequence {
     req: GenerateRequest,
     pub cache: KvCache,
-    /// Tokens for the next step: the prompt first, then the last sampled one.
-    pub next: Vec<u32>,
+    /// The prompt, then every sampled token. The cache holds the first
+    /// `cache.len()`; the rest are fed by the next steps.
+    pub tokens: Vec<u32>,
+    /// Tokens of the prompt (the start of `tokens`).
+    pub prompt_len: usize,
+    /// KV blocks the scheduler has reserved for this sequence.
+    pub blocks: usize,
+    /// When the last token was sampled, for inter-token latency.
+    last_token: Option<Instant>,
     sampler: Sampler,
     utf8: Utf8Stream,
     stops: StopMatcher,
@@ -37,17 +44,20 @@ pub struct Sequence {
 
 impl Sequence {
     pub fn new(mut req: GenerateRequest) -> Self {
-        let next = std::mem::take(&mut req.prompt_tokens);
+        let tokens = std::mem::take(&mut req.prompt_tokens);
         Self {
             sampler: Sampler::new(req.sampling.clone()),
             stops: StopMatcher::new(std::mem::take(&mut req.stop)),
             usage: Usage {
-                prompt_tokens: next.len() as u32,
+                prompt_tokens: tokens.len() as u32,
                 completion_tokens: 0,
             },
             req,
             cache: KvCache::default(),
-            next,
+            prompt_len: tokens.len(),
+            tokens,
+            blocks: 0,
+            last_token: None,
             utf8: Utf8Stream::default(),
             started: Instant::now(),
             state: State::Running,
@@ -63,6 +73,28 @@ impl Sequence {
         self.req.events.is_closed()
     }
 
+    /// Tokens not yet in the cache: the prompt (or what is left of it), then
+    /// the last sampled token.
+    pub fn pending(&self) -> &[u32] {
+        &self.tokens[self.cache.len()..]
+    }
+
+    /// Whether the deadline has passed; if so, tells the client and ends.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        if now < self.req.deadline {
+            return false;
+        }
+        self.send(GenerationEvent::TimedOut { usage: self.usage });
+        self.state = State::Finished;
+        true
+    }
+
+    /// Ends the sequence early as if it had reached its length limit (the
+    /// engine's KV budget cannot hold more of it).
+    pub fn cut_short(&mut self) {
+        self.done(FinishReason::Length, false);
+    }
+
     fn send(&self, ev: GenerationEvent) -> bool {
         self.req.events.send(ev).is_ok()
     }
@@ -75,13 +107,25 @@ impl Sequence {
 
     /// Takes the logits of this sequence's last step: samples, streams the
     /// text that is safe to show, and decides whether to go on.
-    pub fn advance(&mut self, mut logits: Vec<f32>, tok: &GgufTokenizer, ctx: usize, stats: &EngineStats) {
-        if Instant::now() >= self.req.deadline {
-            self.send(GenerationEvent::TimedOut { usage: self.usage });
-            self.state = State::Finished;
-            return;
+    /// Returns the time since the previous token, from the second on.
+    pub fn advance(
+        &mut self,
+        mut logits: Vec<f32>,
+        tok: &GgufTokenizer,
+        ctx: usize,
+        stats: &EngineStats,
+    ) -> Option<Duration> {
+        let now = Instant::now();
+        if self.expire(now) {
+            return None;
         }
-        let id = self.sampler.sample(&mut logits);
+        let gap = self.last_token.replace(now).map(|t| now - t);
+        self.step(&mut logits, tok, ctx, stats);
+        gap
+    }
+
+    fn step(&mut self, logits: &mut [f32], tok: &GgufTokenizer, ctx: usize, stats: &EngineStats) {
+        let id = self.sampler.sample(logits);
         self.usage.completion_tokens += 1;
         stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
         if self.usage.completion_tokens == 1 && !self.send(GenerationEvent::FirstToken) {
@@ -103,7 +147,7 @@ impl Sequence {
         if self.usage.completion_tokens >= self.req.max_tokens || self.cache.len() >= ctx {
             return self.done(FinishReason::Length, false);
         }
-        self.next = vec![id];
+        self.tokens.push(id);
     }
 
     fn done(&mut self, finish: FinishReason, stopped_by_string: bool) {

@@ -71,7 +71,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             metrics::counter!(telemetry::ENGINE_STEPS, "model" => id.clone()).absolute(stats.steps.load(Relaxed));
             metrics::counter!(telemetry::ENGINE_STEP_SEQUENCES, "model" => id.clone())
                 .absolute(stats.step_sequences.load(Relaxed));
-            metrics::gauge!(telemetry::ENGINE_PEAK_BATCH, "model" => id).set(stats.peak_batch.load(Relaxed) as f64);
+            metrics::gauge!(telemetry::ENGINE_PEAK_BATCH, "model" => id.clone())
+                .set(stats.peak_batch.load(Relaxed) as f64);
+            for (name, value) in [
+                (telemetry::ENGINE_RUNNING, &stats.running),
+                (telemetry::ENGINE_WAITING, &stats.waiting),
+                (telemetry::KV_BLOCKS_USED, &stats.kv_blocks_used),
+                (telemetry::KV_BLOCKS_TOTAL, &stats.kv_blocks_total),
+                (telemetry::PREFIX_CACHE_BLOCKS, &stats.prefix_cache_blocks),
+            ] {
+                metrics::gauge!(name, "model" => id.clone()).set(value.load(Relaxed) as f64);
+            }
+            for (name, value) in [
+                (telemetry::ENGINE_PREEMPTED, &stats.preempted),
+                (telemetry::PREFIX_QUERIED, &stats.prefix_queried_tokens),
+                (telemetry::PREFIX_HIT, &stats.prefix_hit_tokens),
+            ] {
+                metrics::counter!(name, "model" => id.clone()).absolute(value.load(Relaxed));
+            }
         }
     }
     match &state.metrics {

@@ -8,7 +8,6 @@ pub mod embed;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use switchyard_engine::llm::EngineConfig;
 use switchyard_server::config::{
     Config, DEFAULT_EMBEDDING_MODEL_ID, DEFAULT_EMBEDDING_MODEL_PATH, DEFAULT_MODEL_ID, DEFAULT_MODEL_PATH,
 };
@@ -63,11 +62,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
             m.path = repo_root().join(&m.path);
         }
     }
-    let engine = EngineConfig {
-        queue_capacity: cfg.engine.queue_capacity,
-        chat_template: None,
-        max_num_seqs: cfg.engine.max_num_seqs,
-    };
+    let engine = cfg.engine.chat_engine();
     let state = AppState::new(cfg);
     state.models.load_all(engine).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

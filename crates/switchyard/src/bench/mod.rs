@@ -1,6 +1,7 @@
 //! `switchyard bench …`: measurements for docs/benchmarks.md. Each prints one
 //! JSON line per repetition and a final `"median": true` line for scripts.
 
+mod chat;
 mod embed;
 mod http;
 mod kernels;
@@ -18,6 +19,8 @@ pub enum BenchCommand {
     Embed(embed::Args),
     /// Load on an OpenAI-compatible /v1/embeddings endpoint (ours or any other).
     Http(http::Args),
+    /// Concurrent streaming chats on an OpenAI-compatible /v1/chat/completions endpoint.
+    Chat(chat::Args),
     /// The quantized matmul kernels alone (SWITCHYARD_SIMD picks a narrower one).
     Kernels(kernels::Args),
 }
@@ -28,6 +31,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Embed(args) => embed::run(args),
         BenchCommand::Http(args) => http::run(args),
         BenchCommand::Kernels(args) => kernels::run(args),
+        BenchCommand::Chat(args) => chat::run(args),
     }
 }
 
