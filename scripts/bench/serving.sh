@@ -5,14 +5,16 @@
 # GGUF and thread count, measured by the same client (`switchyard bench chat`).
 # Prints markdown table rows: one per server and concurrency, then peak RSS.
 #   scripts/bench/serving.sh [LLAMA_CPP_BIN_DIR]
-# THREADS (default 2), LEVELS (default "1 4 8 16") and REQS_PER_CLIENT
-# (default 2, at least 4 chats per level) change the run.
+# THREADS (default 2), LEVELS (default "1 4 8 16"), REQS_PER_CLIENT
+# (default 2, at least 4 chats per level) and SERVERS (default
+# "switchyard llama-server") change the run.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bin="$(llama_cpp_bin "${1:-}")"
 threads="${THREADS:-2}"
 levels="${LEVELS:-1 4 8 16}"
 per="${REQS_PER_CLIENT:-2}"
+servers="${SERVERS:-switchyard llama-server}"
 eot=2 # <|im_end|> in SmolLM2's vocabulary
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
@@ -26,8 +28,9 @@ run_levels() { # run_levels NAME PORT MODEL
       python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read())
-print(f"| {sys.argv[1]} | {r[\"concurrency\"]} | {r[\"requests\"]} | {r[\"tokens_per_s\"]:.1f} | "
-      f"{r[\"ttft_p50_ms\"]:.0f} | {r[\"ttft_p99_ms\"]:.0f} | {r[\"latency_p50_ms\"]:.0f} | {r[\"latency_p99_ms\"]:.0f} |")
+cols = ["concurrency", "requests", "tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "latency_p50_ms", "latency_p99_ms"]
+cells = [sys.argv[1]] + [str(r[c]) if isinstance(r[c], int) else "%.1f" % r[c] if c == "tokens_per_s" else "%.0f" % r[c] for c in cols]
+print("| " + " | ".join(cells) + " |")
 ' "$name"
   done
 }
@@ -46,14 +49,15 @@ serve() { # serve NAME READY_PATH MODEL -- command...
 declare -A rss
 echo "| server | concurrency | chats | tokens/s | TTFT p50 ms | TTFT p99 ms | latency p50 ms | latency p99 ms |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-serve switchyard /ready smollm2-135m-instruct.q4_1 -- \
+on() { [[ " $servers " == *" $1 "* ]]; }
+on switchyard && serve switchyard /ready smollm2-135m-instruct.q4_1 -- \
   env SWITCHYARD_ENGINE__THREADS="$threads" SWITCHYARD_ENGINE__MAX_NUM_SEQS=16 \
   SWITCHYARD_SERVER__MAX_CONCURRENT_REQUESTS=64 \
   "$sy" serve --model "$smollm" --host 127.0.0.1 --log-format plain
-serve llama-server /health smollm2 -- \
+on llama-server && serve llama-server /health smollm2 -- \
   env LD_LIBRARY_PATH="$bin" "$bin/llama-server" -m "$smollm" --host 127.0.0.1 \
   -t "$threads" -tb "$threads" -np 16 -c 16384
 echo
 echo "| server | peak RSS after the run |"
 echo "| --- | --- |"
-for name in switchyard llama-server; do echo "| $name | ${rss[$name]} MiB |"; done
+for name in $servers; do echo "| $name | ${rss[$name]} MiB |"; done

@@ -148,6 +148,7 @@ impl EngineDefaults {
             max_batch_tokens: self.max_batch_tokens,
             kv_cache_bytes: self.kv_cache_mib << 20,
             prefix_cache: self.prefix_cache,
+            threads: self.threads,
         }
     }
 }

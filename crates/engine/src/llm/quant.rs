@@ -19,11 +19,12 @@ use crate::simd::widest;
 pub(crate) const QK: usize = 32;
 
 /// Block dot products below which a matmul does not use the thread pool: at
-/// about 1.5 ns each, 64 Ki blocks are ~100 µs. Below that (a decode
-/// step's projections and FFN), waking rayon's sleeping workers cost more
-/// than the second thread gave: 2-thread decode measured 117 tok/s with a
-/// 16 Ki threshold and 131 with this one (only the output layer splits).
-const PARALLEL_MIN_BLOCKS: usize = 64 * 1024;
+/// about 1.5 ns each, 8 Ki blocks are ~12 µs. The engine's loop runs on one
+/// of its pool's workers, so a split starts at once on this thread and the
+/// other workers join: 2-thread single-stream decode measured 140 tok/s
+/// with a 64 Ki threshold (only the output layer split), 166 with 16 Ki and
+/// 176 with 8 Ki (everything but a decode step's K and V).
+const PARALLEL_MIN_BLOCKS: usize = 8 * 1024;
 
 /// A weight matrix `[rows, cols]` in one of the supported block formats,
 /// kept as the raw GGUF bytes.
@@ -90,6 +91,31 @@ fn quantize_row_generic(x: &[f32], out: &mut Vec<Q8Block>) {
             q,
         });
     }
+}
+
+/// Quantizes the `t` rows of `x` (`[t, cols]`) to 8-bit blocks, rows in
+/// parallel when there are many (each row alone, so the bits never depend
+/// on the split).
+pub fn quantize_rows(x: &[f32], cols: usize, t: usize) -> Vec<Q8Block> {
+    let zero = Q8Block {
+        d: 0.0,
+        s: 0.0,
+        q: [0; QK],
+    };
+    let nb = cols / QK;
+    let mut qx = vec![zero; t * nb];
+    let x = &x[..t * cols];
+    let one = |(row, out): (&[f32], &mut [Q8Block])| {
+        let mut blocks = Vec::with_capacity(nb);
+        quantize_row(row, &mut blocks);
+        out.copy_from_slice(&blocks);
+    };
+    if t >= 32 && rayon::current_num_threads() > 1 {
+        x.par_chunks_exact(cols).zip(qx.par_chunks_exact_mut(nb)).for_each(one);
+    } else {
+        x.chunks_exact(cols).zip(qx.chunks_exact_mut(nb)).for_each(one);
+    }
+    qx
 }
 
 impl QWeight {
@@ -171,26 +197,28 @@ impl QWeight {
     /// `x` is `[t, cols]` row-major; returns `[t, rows]`. Each weight row is
     /// read once and applied to every activation row.
     pub fn matmul(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let mut blocks = Vec::new();
-        let mut qx: Vec<Q8Block> = Vec::with_capacity(t * self.cols / QK);
-        for row in x.chunks_exact(self.cols).take(t) {
-            quantize_row(row, &mut blocks);
-            qx.extend_from_slice(&blocks);
-        }
+        self.matmul_quantized(&quantize_rows(x, self.cols, t), t)
+    }
+
+    /// [`Self::matmul`] on activations already quantized by
+    /// [`quantize_rows`] (one quantization serves every matrix that reads
+    /// the same input: Q, K and V; gate and up).
+    pub fn matmul_quantized(&self, qx: &[Q8Block], t: usize) -> Vec<f32> {
         // Weight rows are shared out over rayon's pool (sized by the engine's
         // `threads`); each output is computed whole by one thread, so the
         // thread count never changes a result. `by_row` is `[rows, t]`.
         let mut by_row = vec![0f32; self.rows * t];
-        let tasks = rayon::current_num_threads() * 4;
+        let threads = rayon::current_num_threads();
+        let tasks = threads * 4;
         let rows_per_task = self.rows.div_ceil(tasks).max(16);
         let work = |(c, chunk): (usize, &mut [f32])| {
             let start = c * rows_per_task;
-            self.rows_into(start..start + chunk.len() / t, &qx, t, chunk);
+            self.rows_into(start..start + chunk.len() / t, qx, t, chunk);
         };
         // Small products (a decode step's K and V) run on the calling thread:
         // waking the pool would cost more than the product.
-        let parallel = self.rows * t * (self.cols / QK) >= PARALLEL_MIN_BLOCKS;
-        if parallel && rayon::current_num_threads() > 1 {
+        let parallel = threads > 1 && self.rows * t * (self.cols / QK) >= PARALLEL_MIN_BLOCKS;
+        if parallel {
             by_row.par_chunks_mut(rows_per_task * t).enumerate().for_each(work);
         } else {
             by_row.chunks_mut(rows_per_task * t).enumerate().for_each(work);
@@ -199,10 +227,15 @@ impl QWeight {
             return by_row;
         }
         let mut out = vec![0f32; t * self.rows];
-        for (r, col) in by_row.chunks_exact(t).enumerate() {
-            for (i, v) in col.iter().enumerate() {
-                out[i * self.rows + r] = *v;
+        let gather = |(i, row): (usize, &mut [f32])| {
+            for (r, o) in row.iter_mut().enumerate() {
+                *o = by_row[r * t + i];
             }
+        };
+        if parallel {
+            out.par_chunks_mut(self.rows).enumerate().for_each(gather);
+        } else {
+            out.chunks_mut(self.rows).enumerate().for_each(gather);
         }
         out
     }

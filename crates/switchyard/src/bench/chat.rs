@@ -100,9 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let concurrency = args.concurrency.max(1);
         let total = args.requests.unwrap_or(4 * concurrency).max(1);
+        // A connection per chat: llama.cpp's server closes kept-alive
+        // connections after a few requests, and a chat of seconds does not
+        // notice a localhost handshake.
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(args.timeout_s))
-            .pool_max_idle_per_host(concurrency)
+            .pool_max_idle_per_host(0)
             .build()?;
         let url = format!("{}/chat/completions", args.url.trim_end_matches('/'));
         let bodies: Arc<Vec<Value>> = Arc::new((0..total).map(|i| chat(i, &args)).collect());

@@ -29,6 +29,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    // As the engine runs: the calling thread is one of the pool's workers.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.max(1))
+        .build()?;
+    pool.install(|| run_inner(args))
+}
+
+fn run_inner(args: Args) -> anyhow::Result<()> {
     let mut gguf = LoadedGguf::open(&args.model)?;
     let model = LlamaModel::load(&mut gguf)?;
     let mut pp = Vec::new();
