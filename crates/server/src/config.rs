@@ -3,6 +3,7 @@
 //! keys are errors, and every error names the field.
 
 mod models;
+mod registry;
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use models::{EmbeddingConfig, ModelConfig, ModelKind};
+pub use registry::{AdminConfig, RegistryConfig, WhileDraining};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +20,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub generation: GenerationDefaults,
     pub engine: EngineDefaults,
+    pub registry: RegistryConfig,
+    pub admin: AdminConfig,
     /// The model answering requests that name no known model is never
     /// guessed: this is only what `--model` and `/ready` refer to.
     pub default_model: String,
@@ -90,6 +94,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             generation: GenerationDefaults::default(),
             engine: EngineDefaults::default(),
+            registry: RegistryConfig::default(),
+            admin: AdminConfig::default(),
             default_model: DEFAULT_MODEL_ID.into(),
             models: vec![
                 ModelConfig {
@@ -98,6 +104,8 @@ impl Default for Config {
                     path: DEFAULT_MODEL_PATH.into(),
                     chat_template: None,
                     embedding: None,
+                    pinned: false,
+                    preload: true,
                 },
                 ModelConfig {
                     id: DEFAULT_EMBEDDING_MODEL_ID.into(),
@@ -105,6 +113,8 @@ impl Default for Config {
                     path: DEFAULT_EMBEDDING_MODEL_PATH.into(),
                     chat_template: None,
                     embedding: Some(EmbeddingConfig::default()),
+                    pinned: false,
+                    preload: true,
                 },
             ],
         }
@@ -205,6 +215,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.registry.validate()?;
         let s = &self.server;
         if s.max_concurrent_requests == 0 {
             return Err(invalid("server.max_concurrent_requests", "must be at least 1"));

@@ -5,6 +5,7 @@ pub mod config;
 pub mod embeddings;
 pub mod error;
 pub mod extract;
+pub mod registry;
 mod respond;
 pub mod routes;
 pub mod service;
@@ -30,8 +31,14 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
-    Router::new()
-        .route("/", get(routes::ops::root))
+    let mut app = Router::new();
+    if state.config.admin.enabled {
+        app = app
+            .route("/admin/models", get(routes::admin::models))
+            .route("/admin/load/{id}", post(routes::admin::load))
+            .route("/admin/unload/{id}", post(routes::admin::unload));
+    }
+    app.route("/", get(routes::ops::root))
         .route("/health", get(routes::ops::health))
         .route("/ready", get(routes::ops::ready))
         .route("/metrics", get(routes::ops::metrics))
@@ -71,10 +78,9 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let engine = config.engine.chat_engine();
     let state = AppState::new(config);
     let models = state.models.clone();
-    tokio::spawn(async move { models.load_all(engine).await });
+    tokio::spawn(async move { models.load_all().await });
     tracing::info!(address = %local, "listening");
     on_bound(local);
     // Nagle's algorithm would hold back small SSE chunks for the client's delayed ACK.

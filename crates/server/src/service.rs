@@ -43,13 +43,13 @@ pub fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
 
 pub async fn start(
     state: &AppState,
+    engine: Arc<LlmEngine>,
     model: &str,
     prompt: PromptSource,
     knobs: Knobs,
     id_prefix: &str,
 ) -> Result<Generation, ApiError> {
     let permit = admit(state)?;
-    let engine = state.models.engine(model)?;
     let keep_text = matches!(prompt, PromptSource::Text(_));
     let (tokens, prompt_text) = tokenize(engine.clone(), prompt, keep_text).await?;
     let ctx = engine.config().context_length;

@@ -46,6 +46,11 @@ pub const PREFIX_CACHE_BLOCKS: &str = "switchyard_prefix_cache_blocks";
 pub const PREFIX_QUERIED: &str = "switchyard_prefix_cache_queried_tokens_total";
 pub const PREFIX_HIT: &str = "switchyard_prefix_cache_hit_tokens_total";
 pub const REJECTED: &str = "switchyard_requests_rejected_total";
+/// Model loads started, and the estimated weight bytes each model holds.
+pub const MODEL_LOADS: &str = "switchyard_model_loads_total";
+pub const MODEL_RESIDENT_BYTES: &str = "switchyard_model_resident_bytes";
+/// 1 for the lifecycle state a model is in (`state` label), 0 for the others.
+pub const MODEL_STATE: &str = "switchyard_model_state";
 pub const EMBED_DURATION: &str = "switchyard_embedding_duration_seconds";
 pub const EMBED_BATCH_SIZE: &str = "switchyard_embedding_batch_size";
 pub const EMBED_BATCH_REQUESTS: &str = "switchyard_embedding_batch_requests";

@@ -52,6 +52,8 @@ async fn metrics_parse_and_move_with_traffic() {
         "switchyard_inter_token_latency_seconds_bucket",
         "switchyard_prefix_cache_hit_tokens_total",
         "switchyard_engine_preemptions_total",
+        "switchyard_model_loads_total",
+        "switchyard_model_resident_bytes",
     ] {
         assert!(after.contains(name), "{name} missing: {after}");
     }

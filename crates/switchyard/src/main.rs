@@ -109,6 +109,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             path,
             chat_template: None,
             embedding: None,
+            pinned: false,
+            preload: true,
         }];
         cfg.default_model = id;
     }

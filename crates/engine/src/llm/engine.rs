@@ -121,6 +121,8 @@ pub struct LlmEngine {
     weight_bytes: u64,
     queue: mpsc::Sender<GenerateRequest>,
     stats: Arc<EngineStats>,
+    /// Dead once the engine thread has exited (and freed the weights).
+    alive: std::sync::Weak<()>,
 }
 
 impl LlmEngine {
@@ -185,9 +187,12 @@ impl LlmEngine {
                 path: "engine thread pool".into(),
                 source: std::io::Error::other(e),
             })?;
+        let token = Arc::new(());
+        let alive = Arc::downgrade(&token);
         std::thread::Builder::new()
             .name("llm-engine".into())
             .spawn(move || {
+                let _alive = token;
                 let sched = Scheduler::new(sched, shape);
                 pool.install(|| run(model, tok, rx, sched, &thread_stats, &*observer))
             })
@@ -202,7 +207,15 @@ impl LlmEngine {
             weight_bytes,
             queue,
             stats,
+            alive,
         })
+    }
+
+    /// Upgrades while the engine thread runs. The thread ends, dropping the
+    /// model, once every handle to this engine is gone and the requests it
+    /// holds have finished: the way to watch an unload drain.
+    pub fn liveness(&self) -> std::sync::Weak<()> {
+        self.alive.clone()
     }
 
     pub fn tokenizer(&self) -> &GgufTokenizer {

@@ -25,6 +25,16 @@ pub struct ModelConfig {
     /// Options of an embedding model; the defaults when left out (embedding only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingConfig>,
+    /// Never evicted to make room for another model.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Loaded at start-up (as room allows); otherwise on its first request.
+    #[serde(default = "yes")]
+    pub preload: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -159,6 +169,8 @@ mod tests {
             path: "x".into(),
             chat_template: None,
             embedding: None,
+            pinned: false,
+            preload: true,
         }
     }
 

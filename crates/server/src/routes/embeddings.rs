@@ -13,7 +13,7 @@ pub async fn embeddings(
     State(state): State<AppState>,
     OpenAiJson(req): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
-    let embedder = state.models.embedder(&req.model)?;
+    let embedder = state.models.embedder(&req.model).await?;
     let validate::EmbedRequest { model, inputs, format } =
         validate::embedding_request(req, embedder.batcher.model().dims())?;
     let embedded = embeddings::embed(&state, embedder, &model, inputs).await?;

@@ -12,15 +12,12 @@ use crate::service::{self, PromptSource};
 use crate::state::AppState;
 use crate::validate::{self, PromptInput, RawKnobs};
 
-fn vocab(state: &AppState, model: &str) -> Result<usize, ApiError> {
-    Ok(state.models.engine(model)?.tokenizer().vocab_size())
-}
-
 pub async fn chat(
     State(state): State<AppState>,
     OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let vocab = vocab(&state, &req.model)?;
+    let engine = state.models.engine(&req.model).await?;
+    let vocab = engine.tokenizer().vocab_size();
     validate::chat_unsupported(&req)?;
     let messages = validate::chat_messages(&req.messages)?;
     let knobs = validate::knobs(
@@ -42,7 +39,15 @@ pub async fn chat(
         vocab,
     )?;
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
-    let gen = service::start(&state, &req.model, PromptSource::Chat(messages), knobs, "chatcmpl").await?;
+    let gen = service::start(
+        &state,
+        engine,
+        &req.model,
+        PromptSource::Chat(messages),
+        knobs,
+        "chatcmpl",
+    )
+    .await?;
     if stream {
         Ok(respond::stream(gen, Shape::Chat, include_usage, false))
     } else {
@@ -54,7 +59,8 @@ pub async fn completions(
     State(state): State<AppState>,
     OpenAiJson(req): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let vocab = vocab(&state, &req.model)?;
+    let engine = state.models.engine(&req.model).await?;
+    let vocab = engine.tokenizer().vocab_size();
     let prompt = match validate::completion_prompt(&req, vocab)? {
         PromptInput::Text(t) => PromptSource::Text(t),
         PromptInput::Tokens(t) => PromptSource::Tokens(t),
@@ -79,7 +85,7 @@ pub async fn completions(
     )?;
     let echo = req.echo.unwrap_or(false);
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
-    let gen = service::start(&state, &req.model, prompt, knobs, "cmpl").await?;
+    let gen = service::start(&state, engine, &req.model, prompt, knobs, "cmpl").await?;
     if stream {
         Ok(respond::stream(gen, Shape::Completion, include_usage, echo))
     } else {

@@ -11,15 +11,11 @@ use switchyard_api::models::{Model, ModelList};
 use switchyard_api::ErrorKind;
 
 use crate::error::ApiError;
-use crate::state::{AppState, Engine, ModelSlot, SlotStatus};
+use crate::state::{AppState, Engine, Lifecycle, ModelSlot};
 use crate::telemetry;
 
 fn status_word(slot: &ModelSlot) -> &'static str {
-    match slot.status() {
-        SlotStatus::Loading => "loading",
-        SlotStatus::Ready(_) => "ready",
-        SlotStatus::Failed(_) => "failed",
-    }
+    slot.lifecycle().as_str()
 }
 
 pub async fn root(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -40,26 +36,47 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready once the default model has loaded.
+/// Ready once the start-up preload has run and the default model has not
+/// failed (a model not resident loads on its first request).
 pub async fn ready(State(state): State<AppState>) -> Response {
     let default = &state.config.default_model;
-    match state.models.get(default).map(|s| status_word(s)) {
-        Some("ready") => Json(json!({"status": "ready"})).into_response(),
-        other => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": other.unwrap_or("missing"), "model": default})),
-        )
-            .into_response(),
+    let word = state.models.get(default).map(|s| status_word(s));
+    let ok = state.models.preloaded() && word.is_some_and(|w| w != "failed");
+    if ok {
+        return Json(json!({"status": "ready"})).into_response();
     }
+    let status = if state.models.preloaded() {
+        word.unwrap_or("missing")
+    } else {
+        "loading"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": status, "model": default})),
+    )
+        .into_response()
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     for slot in state.models.iter() {
-        if let SlotStatus::Ready(Engine::Embedding(e)) = slot.status() {
-            metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => slot.config.id.clone())
-                .set(e.batcher.queue_depth() as f64);
+        let snap = slot.snapshot();
+        let id = slot.config.id.clone();
+        metrics::gauge!(telemetry::MODEL_RESIDENT_BYTES, "model" => id.clone()).set(snap.resident_bytes as f64);
+        for l in [
+            Lifecycle::Registered,
+            Lifecycle::Loading,
+            Lifecycle::Ready,
+            Lifecycle::Draining,
+            Lifecycle::Stopped,
+            Lifecycle::Failed,
+        ] {
+            let on = if l == snap.lifecycle { 1.0 } else { 0.0 };
+            metrics::gauge!(telemetry::MODEL_STATE, "model" => id.clone(), "state" => l.as_str()).set(on);
         }
-        if let SlotStatus::Ready(Engine::Chat(engine)) = slot.status() {
+        if let Some(Engine::Embedding(e)) = &snap.engine {
+            metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => id.clone()).set(e.batcher.queue_depth() as f64);
+        }
+        if let Some(Engine::Chat(engine)) = &snap.engine {
             let id = slot.config.id.clone();
             let stats = engine.stats();
             metrics::gauge!(telemetry::QUEUE_DEPTH, "model" => id.clone()).set(engine.queue_depth() as f64);
@@ -98,9 +115,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
-    let (context_length, dimensions) = match slot.status() {
-        SlotStatus::Ready(Engine::Chat(e)) => (Some(e.config().context_length as u32), None),
-        SlotStatus::Ready(Engine::Embedding(e)) => {
+    let (context_length, dimensions) = match slot.snapshot().engine {
+        Some(Engine::Chat(e)) => (Some(e.config().context_length as u32), None),
+        Some(Engine::Embedding(e)) => {
             let m = e.batcher.model();
             (Some(m.max_tokens() as u32), Some(m.dims() as u32))
         }

@@ -81,5 +81,7 @@ pub fn extra_model(cfg: &mut Config, id: &str, embedding: EmbeddingConfig) {
         path: super::minilm_dir(),
         chat_template: None,
         embedding: Some(embedding),
+        pinned: false,
+        preload: true,
     });
 }

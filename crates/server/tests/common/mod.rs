@@ -62,9 +62,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
             m.path = repo_root().join(&m.path);
         }
     }
-    let engine = cfg.engine.chat_engine();
     let state = AppState::new(cfg);
-    state.models.load_all(engine).await;
+    state.models.load_all().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");

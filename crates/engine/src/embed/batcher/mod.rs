@@ -157,6 +157,12 @@ impl Batcher {
     }
 
     /// The model, for tokenizing on the caller's thread.
+    /// Upgrades while the model is in memory: after the batcher is dropped,
+    /// until its thread has finished the queued work.
+    pub fn liveness(&self) -> std::sync::Weak<EmbeddingModel> {
+        Arc::downgrade(&self.model)
+    }
+
     pub fn model(&self) -> &EmbeddingModel {
         &self.model
     }

@@ -1,0 +1,61 @@
+//! The `registry` and `admin` sections: which models stay resident, how
+//! loads and unloads behave, and whether the admin API is served.
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, ConfigError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Models loaded at once; loading another evicts the least recently
+    /// used one that is not pinned. 0: no limit.
+    pub max_resident_models: usize,
+    /// Weight memory of the loaded models, in MiB (estimated from the model
+    /// files); 0: no limit.
+    pub max_resident_mib: u64,
+    /// How long a request waits for its model to load.
+    pub load_timeout_secs: u64,
+    /// How long an eviction waits for the evicted model's in-flight requests
+    /// before loading the next one anyway.
+    pub drain_timeout_secs: u64,
+    /// Requests for a model that is being unloaded: `wait` (until it has
+    /// stopped, then load it again) or `reject` (503 with Retry-After).
+    pub while_draining: WhileDraining,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WhileDraining {
+    Wait,
+    Reject,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_resident_models: 0,
+            max_resident_mib: 0,
+            load_timeout_secs: 120,
+            drain_timeout_secs: 60,
+            while_draining: WhileDraining::Wait,
+        }
+    }
+}
+
+impl RegistryConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.load_timeout_secs == 0 {
+            return Err(invalid("registry.load_timeout_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The admin API (`/admin/...`): off unless enabled. Until API keys land it
+/// has no authentication, so enable it only where the port is private.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+}

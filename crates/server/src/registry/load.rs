@@ -1,0 +1,161 @@
+//! Loading a slot's model, and draining it on unload.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use switchyard_engine::embed::batcher::Batcher;
+use switchyard_engine::embed::EmbeddingModel;
+use switchyard_engine::llm::{EngineConfig, LlmEngine};
+
+use super::{failed, Embedder, Engine, Lifecycle, ModelSlot};
+use crate::config::{ModelConfig, ModelKind};
+use crate::error::ApiError;
+
+/// Alive while a model's engine still holds its weights.
+#[derive(Clone)]
+pub enum Liveness {
+    Chat(Weak<()>),
+    Embedding(Weak<EmbeddingModel>),
+}
+
+impl Liveness {
+    fn of(engine: &Engine) -> Self {
+        match engine {
+            Engine::Chat(e) => Liveness::Chat(e.liveness()),
+            Engine::Embedding(e) => Liveness::Embedding(e.batcher.liveness()),
+        }
+    }
+
+    pub fn gone(&self) -> bool {
+        match self {
+            Liveness::Chat(w) => w.strong_count() == 0,
+            Liveness::Embedding(w) => w.strong_count() == 0,
+        }
+    }
+}
+
+/// Weight bytes a model will hold, from its files: the GGUF file, or the
+/// weight files of a model folder.
+pub fn estimate_bytes(path: &Path) -> u64 {
+    if path.is_file() {
+        return std::fs::metadata(path).map_or(0, |m| m.len());
+    }
+    let Ok(dir) = std::fs::read_dir(path) else { return 0 };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".safetensors") || name.ends_with(".onnx") || name.ends_with(".gguf")
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Loads the slot's model on a blocking thread; the caller holds its gate.
+pub async fn load(slot: &Arc<ModelSlot>, chat: &EngineConfig) -> Result<Engine, ApiError> {
+    let id = slot.config.id.clone();
+    {
+        let mut s = slot.lock();
+        s.lifecycle = Lifecycle::Loading;
+        s.failure = None;
+        s.resident_bytes = estimate_bytes(&slot.config.path);
+    }
+    slot.loads.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(crate::telemetry::MODEL_LOADS, "model" => id.clone()).increment(1);
+    let (config, chat) = (slot.config.clone(), chat.clone());
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || build(&config, &chat))
+        .await
+        .unwrap_or_else(|e| Err(format!("load task failed: {e}")));
+    let secs = started.elapsed().as_secs_f64();
+    *slot.last_load_secs.lock().unwrap_or_else(|p| p.into_inner()) = Some(secs);
+    let mut s = slot.lock();
+    match result {
+        Ok(engine) => {
+            tracing::info!(model = %id, seconds = secs, "model ready");
+            s.lifecycle = Lifecycle::Ready;
+            s.engine = Some(engine.clone());
+            s.last_used = Some(Instant::now());
+            Ok(engine)
+        }
+        Err(why) => {
+            tracing::error!(model = %id, error = %why, "model failed to load");
+            s.lifecycle = Lifecycle::Failed;
+            s.resident_bytes = 0;
+            s.failure = Some(why.clone());
+            Err(failed(&id, &why))
+        }
+    }
+}
+
+fn build(model: &ModelConfig, chat: &EngineConfig) -> Result<Engine, String> {
+    match model.kind {
+        ModelKind::Chat => {
+            let mut cfg = chat.clone();
+            cfg.chat_template = model.chat_template.clone();
+            LlmEngine::load(
+                &model.path,
+                &cfg,
+                Arc::new(crate::telemetry::EngineMetrics::new(&model.id)),
+            )
+            .map(|e| Engine::Chat(Arc::new(e)))
+            .map_err(|e| e.to_string())
+        }
+        ModelKind::Embedding => {
+            let opts = model.embedding_config();
+            let embedder = EmbeddingModel::load(&model.path, opts.embed_options()).map_err(|e| e.to_string())?;
+            let observer = Arc::new(crate::telemetry::EmbedMetrics::new(&model.id));
+            let batcher = Batcher::start(embedder, opts.batcher(), observer).map_err(|e| e.to_string())?;
+            Ok(Engine::Embedding(Arc::new(Embedder {
+                batcher,
+                max_request_tokens: opts.max_request_tokens,
+            })))
+        }
+    }
+}
+
+/// Unloads a ready model: new requests no longer get its engine, requests
+/// already inside it finish, then its thread frees the weights. Returns
+/// whether it stopped within `timeout` (a drain already under way is
+/// waited for; a model not loaded is already stopped).
+pub async fn drain(slot: &Arc<ModelSlot>, timeout: Duration) -> bool {
+    begin_drain(slot);
+    wait_stopped(slot, timeout).await
+}
+
+/// Lets go of a ready model's engine and marks the slot draining.
+pub fn begin_drain(slot: &ModelSlot) {
+    let mut s = slot.lock();
+    if s.lifecycle == Lifecycle::Ready {
+        if let Some(engine) = s.engine.take() {
+            s.draining = Some(Liveness::of(&engine));
+        }
+        s.lifecycle = Lifecycle::Draining;
+        tracing::info!(model = %slot.config.id, "draining");
+    }
+}
+
+/// Waits while the slot drains; marks it stopped once its engine is gone.
+pub async fn wait_stopped(slot: &Arc<ModelSlot>, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        {
+            let s = slot.lock();
+            if s.lifecycle != Lifecycle::Draining && s.lifecycle != Lifecycle::Stopped {
+                return true;
+            }
+            // `lock` marks a finished drain stopped.
+            if s.lifecycle == Lifecycle::Stopped {
+                tracing::info!(model = %slot.config.id, "stopped; memory freed");
+                return true;
+            }
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

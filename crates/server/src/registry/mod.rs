@@ -1,0 +1,362 @@
+//! The model registry: every configured model, its lifecycle, and which
+//! models are resident.
+//!
+//! A model moves `registered → loading → ready → draining → stopped`, or to
+//! `failed` with the reason. It is loaded at start-up (`preload`) or on its
+//! first request; concurrent first requests share one load. Loading a model
+//! past `max_resident_models` or the memory budget first evicts the least
+//! recently used ready model that is not pinned. Unloading (eviction or the
+//! admin API) drains: the registry lets go of the engine, requests already
+//! inside it run to their end, and the engine's thread then exits and frees
+//! the weights; the model is `stopped` once that has happened.
+
+mod load;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use switchyard_api::ErrorKind;
+use switchyard_engine::embed::batcher::Batcher;
+use switchyard_engine::llm::{EngineConfig, LlmEngine};
+
+use crate::config::{Config, ModelConfig, ModelKind, RegistryConfig, WhileDraining};
+use crate::error::ApiError;
+
+pub use load::Liveness;
+
+/// A loaded model of either kind.
+#[derive(Clone)]
+pub enum Engine {
+    Chat(Arc<LlmEngine>),
+    Embedding(Arc<Embedder>),
+}
+
+/// An embedding model's batcher and the per-request limit it is served with.
+pub struct Embedder {
+    pub batcher: Batcher,
+    /// Tokens one request may hold across its inputs (after truncation).
+    pub max_request_tokens: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Registered,
+    Loading,
+    Ready,
+    Draining,
+    Stopped,
+    Failed,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Registered => "registered",
+            Lifecycle::Loading => "loading",
+            Lifecycle::Ready => "ready",
+            Lifecycle::Draining => "draining",
+            Lifecycle::Stopped => "stopped",
+            Lifecycle::Failed => "failed",
+        }
+    }
+}
+
+/// What can change about a slot, under one lock.
+struct State {
+    lifecycle: Lifecycle,
+    engine: Option<Engine>,
+    failure: Option<String>,
+    last_used: Option<Instant>,
+    /// Estimated weight bytes while loading, ready or draining.
+    resident_bytes: u64,
+    /// While draining: tells when the engine has let go of its memory.
+    draining: Option<Liveness>,
+}
+
+/// A configured model and where it stands.
+pub struct ModelSlot {
+    pub config: ModelConfig,
+    state: Mutex<State>,
+    /// Held while loading: concurrent first requests wait here for one load.
+    gate: tokio::sync::Mutex<()>,
+    /// Loads started, and requests handed an engine.
+    pub loads: AtomicU64,
+    pub requests: AtomicU64,
+    pub last_load_secs: Mutex<Option<f64>>,
+}
+
+/// A point-in-time view of a slot, for listings.
+pub struct Snapshot {
+    pub lifecycle: Lifecycle,
+    pub engine: Option<Engine>,
+    pub failure: Option<String>,
+    pub idle_secs: Option<f64>,
+    pub resident_bytes: u64,
+}
+
+impl ModelSlot {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half-written
+        // (every write is one assignment), so a poisoned lock is still usable.
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // A drain nobody waits for any more still ends: seen here.
+        if s.lifecycle == Lifecycle::Draining && s.draining.as_ref().is_none_or(Liveness::gone) {
+            s.lifecycle = Lifecycle::Stopped;
+            s.draining = None;
+            s.resident_bytes = 0;
+        }
+        s
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.lock();
+        Snapshot {
+            lifecycle: s.lifecycle,
+            engine: s.engine.clone(),
+            failure: s.failure.clone(),
+            idle_secs: s.last_used.map(|t| t.elapsed().as_secs_f64()),
+            resident_bytes: s.resident_bytes,
+        }
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lock().lifecycle
+    }
+}
+
+pub struct Registry {
+    /// Set once the start-up preload has run.
+    preloaded: std::sync::atomic::AtomicBool,
+    slots: HashMap<String, Arc<ModelSlot>>,
+    order: Vec<String>,
+    cfg: RegistryConfig,
+    chat: EngineConfig,
+}
+
+impl Registry {
+    pub fn new(config: &Config) -> Self {
+        let slots = config
+            .models
+            .iter()
+            .map(|m| {
+                let slot = ModelSlot {
+                    config: m.clone(),
+                    state: Mutex::new(State {
+                        lifecycle: Lifecycle::Registered,
+                        engine: None,
+                        failure: None,
+                        last_used: None,
+                        resident_bytes: 0,
+                        draining: None,
+                    }),
+                    gate: tokio::sync::Mutex::new(()),
+                    loads: AtomicU64::new(0),
+                    requests: AtomicU64::new(0),
+                    last_load_secs: Mutex::new(None),
+                };
+                (m.id.clone(), Arc::new(slot))
+            })
+            .collect();
+        Self {
+            preloaded: std::sync::atomic::AtomicBool::new(false),
+            slots,
+            order: config.models.iter().map(|m| m.id.clone()).collect(),
+            cfg: config.registry.clone(),
+            chat: config.engine.chat_engine(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<ModelSlot>> {
+        self.slots.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
+        self.order.iter().filter_map(|id| self.slots.get(id))
+    }
+
+    /// Loads the models marked `preload`, in config order, while they fit.
+    pub async fn load_all(&self) {
+        for slot in self.iter().filter(|s| s.config.preload) {
+            if !self.fits_without_eviction(slot) {
+                tracing::info!(model = %slot.config.id, "not preloaded: no room (loads on first request)");
+                continue;
+            }
+            if let Err(e) = self.ensure_loaded(slot).await {
+                tracing::warn!(model = %slot.config.id, error = %e.message, "preload failed");
+            }
+        }
+        self.preloaded.store(true, Ordering::Release);
+    }
+
+    pub fn preloaded(&self) -> bool {
+        self.preloaded.load(Ordering::Acquire)
+    }
+
+    /// Loads `id` now (admin API), retrying a model that failed before.
+    pub async fn load_now(&self, id: &str) -> Result<Engine, ApiError> {
+        let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?;
+        {
+            let mut s = slot.lock();
+            if s.lifecycle == Lifecycle::Failed {
+                s.lifecycle = Lifecycle::Registered;
+                s.failure = None;
+            }
+        }
+        self.ensure_loaded(slot).await
+    }
+
+    /// The engine of `id`, loading it first if needed. It must be of `kind`
+    /// (a 400 naming `model` otherwise); 404 when unknown; 503 when it failed
+    /// to load, cannot be made room for, or is draining under `reject`.
+    pub async fn acquire(&self, id: &str, kind: ModelKind) -> Result<Engine, ApiError> {
+        let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?;
+        check_kind(slot, kind)?;
+        let engine = self.ensure_loaded(slot).await?;
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        Ok(engine)
+    }
+
+    /// The chat engine for `id`.
+    pub async fn engine(&self, id: &str) -> Result<Arc<LlmEngine>, ApiError> {
+        match self.acquire(id, ModelKind::Chat).await? {
+            Engine::Chat(e) => Ok(e),
+            Engine::Embedding(_) => Err(ApiError::internal(format!("`{id}` loaded as the wrong kind"))),
+        }
+    }
+
+    /// The embedding model and batcher for `id`.
+    pub async fn embedder(&self, id: &str) -> Result<Arc<Embedder>, ApiError> {
+        match self.acquire(id, ModelKind::Embedding).await? {
+            Engine::Embedding(b) => Ok(b),
+            Engine::Chat(_) => Err(ApiError::internal(format!("`{id}` loaded as the wrong kind"))),
+        }
+    }
+
+    fn ready_engine(slot: &ModelSlot) -> Option<Engine> {
+        let mut s = slot.lock();
+        if s.lifecycle != Lifecycle::Ready {
+            return None;
+        }
+        s.last_used = Some(Instant::now());
+        s.engine.clone()
+    }
+
+    /// Returns the slot's engine, loading it (once, however many callers
+    /// wait) if it is not ready.
+    pub async fn ensure_loaded(&self, slot: &Arc<ModelSlot>) -> Result<Engine, ApiError> {
+        if let Some(e) = Self::ready_engine(slot) {
+            return Ok(e);
+        }
+        let id = &slot.config.id;
+        {
+            let s = slot.lock();
+            if s.lifecycle == Lifecycle::Failed {
+                return Err(failed(id, s.failure.as_deref().unwrap_or("unknown error")));
+            }
+            if s.lifecycle == Lifecycle::Draining && self.cfg.while_draining == WhileDraining::Reject {
+                return Err(
+                    ApiError::overloaded(format!("The model `{id}` is being unloaded."), 5).code("model_unavailable")
+                );
+            }
+        }
+        let wait = Duration::from_secs(self.cfg.load_timeout_secs);
+        let _gate = tokio::time::timeout(wait, slot.gate.lock())
+            .await
+            .map_err(|_| ApiError::overloaded(format!("The model `{id}` is still loading."), 5))?;
+        // Whoever held the gate may have loaded it, or failed.
+        if let Some(e) = Self::ready_engine(slot) {
+            return Ok(e);
+        }
+        if let Some(why) = slot.lock().failure.clone() {
+            return Err(failed(id, &why));
+        }
+        // A drain in progress finishes first: its memory is not free yet.
+        load::wait_stopped(slot, wait).await;
+        self.make_room(slot).await?;
+        load::load(slot, &self.chat).await
+    }
+
+    fn resident(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
+        self.iter().filter(|s| {
+            matches!(
+                s.lifecycle(),
+                Lifecycle::Loading | Lifecycle::Ready | Lifecycle::Draining
+            )
+        })
+    }
+
+    fn fits_without_eviction(&self, slot: &ModelSlot) -> bool {
+        let count = self.resident().count();
+        let bytes: u64 = self.resident().map(|s| s.lock().resident_bytes).sum();
+        let max_bytes = self.cfg.max_resident_mib << 20;
+        (self.cfg.max_resident_models == 0 || count < self.cfg.max_resident_models)
+            && (max_bytes == 0 || bytes + load::estimate_bytes(&slot.config.path) <= max_bytes)
+    }
+
+    /// Evicts least recently used, unpinned ready models until `slot` fits.
+    async fn make_room(&self, slot: &Arc<ModelSlot>) -> Result<(), ApiError> {
+        while !self.fits_without_eviction(slot) {
+            let victim = self
+                .iter()
+                .filter(|s| !Arc::ptr_eq(s, slot) && !s.config.pinned)
+                .filter_map(|s| {
+                    let st = s.lock();
+                    (st.lifecycle == Lifecycle::Ready).then(|| (st.last_used, s.clone()))
+                })
+                .min_by_key(|(used, _)| *used)
+                .map(|(_, s)| s);
+            let Some(victim) = victim else {
+                return Err(ApiError::overloaded(
+                    format!(
+                        "No room to load `{}`: the resident models are pinned or still loading.",
+                        slot.config.id
+                    ),
+                    10,
+                )
+                .code("model_unavailable"));
+            };
+            tracing::info!(evicted = %victim.config.id, for_model = %slot.config.id, "evicting least recently used model");
+            let drained = load::drain(&victim, Duration::from_secs(self.cfg.drain_timeout_secs)).await;
+            if !drained {
+                tracing::warn!(model = %victim.config.id, "drain timed out; loading the next model anyway");
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts unloading `id` (admin API); the returned future resolves once
+    /// it has stopped or the drain timed out.
+    pub fn unload(&self, id: &str) -> Result<impl std::future::Future<Output = bool> + Send + 'static, ApiError> {
+        let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?.clone();
+        let timeout = Duration::from_secs(self.cfg.drain_timeout_secs);
+        load::begin_drain(&slot);
+        Ok(async move { load::wait_stopped(&slot, timeout).await })
+    }
+}
+
+fn failed(id: &str, why: &str) -> ApiError {
+    ApiError::overloaded(format!("The model `{id}` failed to load: {why}"), 60).code("model_unavailable")
+}
+
+fn check_kind(slot: &ModelSlot, kind: ModelKind) -> Result<(), ApiError> {
+    if slot.config.kind == kind {
+        return Ok(());
+    }
+    let id = &slot.config.id;
+    let hint = match slot.config.kind {
+        ModelKind::Chat => "/v1/chat/completions or /v1/completions",
+        ModelKind::Embedding => "/v1/embeddings",
+    };
+    Err(ApiError::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "The model `{id}` is a {} model and cannot serve this endpoint; use {hint}.",
+            slot.config.kind.as_str()
+        ),
+    )
+    .param("model")
+    .code("model_not_supported"))
+}

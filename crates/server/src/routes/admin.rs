@@ -1,0 +1,78 @@
+//! The admin API (`admin.enabled`): list models with their lifecycle and
+//! memory, load and unload them.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::state::{AppState, Engine, ModelSlot};
+
+fn entry(slot: &ModelSlot) -> Value {
+    let snap = slot.snapshot();
+    let mut v = json!({
+        "id": slot.config.id,
+        "kind": slot.config.kind.as_str(),
+        "path": slot.config.path,
+        "status": snap.lifecycle.as_str(),
+        "pinned": slot.config.pinned,
+        "resident_bytes": snap.resident_bytes,
+        "loads": slot.loads.load(Relaxed),
+        "requests": slot.requests.load(Relaxed),
+        "last_load_seconds": *slot.last_load_secs.lock().unwrap_or_else(|p| p.into_inner()),
+        "idle_seconds": snap.idle_secs,
+    });
+    if let Some(why) = snap.failure {
+        v["failure"] = json!(why);
+    }
+    if let Some(Engine::Chat(e)) = &snap.engine {
+        let s = e.stats();
+        v["generated_tokens"] = json!(s.generated_tokens.load(Relaxed));
+        v["running_sequences"] = json!(s.running.load(Relaxed));
+        v["kv_blocks_used"] = json!(s.kv_blocks_used.load(Relaxed));
+    }
+    v
+}
+
+/// `GET /admin/models`
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state.models.iter().map(|s| entry(s)).collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// `POST /admin/load/{id}`: answers once the model is ready (or failed).
+pub async fn load(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    state.models.load_now(&id).await?;
+    let slot = state.models.get(&id).ok_or_else(|| ApiError::model_not_found(&id))?;
+    Ok(Json(entry(slot)))
+}
+
+#[derive(Deserialize)]
+pub struct UnloadQuery {
+    /// Answer only once the model has stopped (or the drain timed out).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST /admin/unload/{id}`: starts draining; 202 at once, or 200 when
+/// `?wait=true` and the model stopped.
+pub async fn unload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<UnloadQuery>,
+) -> Result<Response, ApiError> {
+    let drain = state.models.unload(&id)?;
+    let slot = state.models.get(&id).ok_or_else(|| ApiError::model_not_found(&id))?;
+    if q.wait {
+        let stopped = drain.await;
+        let code = if stopped { StatusCode::OK } else { StatusCode::ACCEPTED };
+        return Ok((code, Json(entry(slot))).into_response());
+    }
+    tokio::spawn(drain);
+    Ok((StatusCode::ACCEPTED, Json(entry(slot))).into_response())
+}
