@@ -14,6 +14,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== rust tests"
+# The model-store tests pull from a real S3-compatible server (moto) on 127.0.0.1.
+moto="$cache/venv-moto"
+if [ ! -x "$moto/bin/moto_server" ]; then
+  python3 -m venv "$moto"
+  "$moto/bin/pip" install --quiet --disable-pip-version-check -r tests/store/requirements.txt
+fi
+export MOTO_SERVER="$moto/bin/moto_server"
 cargo test --workspace --locked
 
 echo "== end-to-end with the openai SDK"

@@ -106,6 +106,8 @@ impl Default for Config {
                     embedding: None,
                     pinned: false,
                     preload: true,
+                    source: None,
+                    sha256: Default::default(),
                 },
                 ModelConfig {
                     id: DEFAULT_EMBEDDING_MODEL_ID.into(),
@@ -115,6 +117,8 @@ impl Default for Config {
                     embedding: Some(EmbeddingConfig::default()),
                     pinned: false,
                     preload: true,
+                    source: None,
+                    sha256: Default::default(),
                 },
             ],
         }

@@ -20,6 +20,8 @@ fn twin(id: &str) -> ModelConfig {
         embedding: None,
         pinned: false,
         preload: false,
+        source: None,
+        sha256: Default::default(),
     }
 }
 

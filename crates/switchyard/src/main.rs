@@ -111,6 +111,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             embedding: None,
             pinned: false,
             preload: true,
+            source: None,
+            sha256: Default::default(),
         }];
         cfg.default_model = id;
     }

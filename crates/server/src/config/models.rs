@@ -31,6 +31,15 @@ pub struct ModelConfig {
     /// Loaded at start-up (as room allows); otherwise on its first request.
     #[serde(default = "yes")]
     pub preload: bool,
+    /// A folder URL (`file://`, `s3://`, `gs://`, `az://`, `https://`) whose
+    /// files are copied into the folder of `path` before loading; files
+    /// already there with the right size (and checksum) are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// SHA-256 (hex) of files, by name in the model's folder: checked after
+    /// a download, or at every load of a local model.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sha256: std::collections::BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -171,6 +180,8 @@ mod tests {
             embedding: None,
             pinned: false,
             preload: true,
+            source: None,
+            sha256: Default::default(),
         }
     }
 

@@ -22,6 +22,10 @@ pub struct RegistryConfig {
     /// Requests for a model that is being unloaded: `wait` (until it has
     /// stopped, then load it again) or `reject` (503 with Retry-After).
     pub while_draining: WhileDraining,
+    /// Options for the model store client (`object_store` keys such as
+    /// `aws_endpoint`, `aws_region`, `allow_http`), after the `AWS_*`,
+    /// `GOOGLE_*` and `AZURE_*` environment variables.
+    pub store_options: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -39,6 +43,7 @@ impl Default for RegistryConfig {
             load_timeout_secs: 120,
             drain_timeout_secs: 60,
             while_draining: WhileDraining::Wait,
+            store_options: Default::default(),
         }
     }
 }

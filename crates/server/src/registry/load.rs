@@ -1,5 +1,6 @@
 //! Loading a slot's model, and draining it on unload.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -9,7 +10,7 @@ use switchyard_engine::embed::batcher::Batcher;
 use switchyard_engine::embed::EmbeddingModel;
 use switchyard_engine::llm::{EngineConfig, LlmEngine};
 
-use super::{failed, Embedder, Engine, Lifecycle, ModelSlot};
+use super::{failed, store, Embedder, Engine, Lifecycle, ModelSlot};
 use crate::config::{ModelConfig, ModelKind};
 use crate::error::ApiError;
 
@@ -54,22 +55,63 @@ pub fn estimate_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-/// Loads the slot's model on a blocking thread; the caller holds its gate.
-pub async fn load(slot: &Arc<ModelSlot>, chat: &EngineConfig) -> Result<Engine, ApiError> {
-    let id = slot.config.id.clone();
-    {
-        let mut s = slot.lock();
-        s.lifecycle = Lifecycle::Loading;
-        s.failure = None;
-        s.resident_bytes = estimate_bytes(&slot.config.path);
+/// The folder holding a model's files: the folder itself, or a GGUF's.
+fn folder(model: &ModelConfig) -> &Path {
+    match model.kind {
+        ModelKind::Chat => model.path.parent().unwrap_or(Path::new(".")),
+        ModelKind::Embedding => &model.path,
     }
+}
+
+/// Brings the model's files into place: from its store when it has a
+/// source, checking configured sums either way.
+async fn fetch(slot: &ModelSlot, store_options: &BTreeMap<String, String>) -> Result<(), String> {
+    let model = &slot.config;
+    let Some(source) = &model.source else {
+        return store::verify_local(folder(model), &model.sha256).await;
+    };
+    slot.lock().lifecycle = Lifecycle::Downloading;
+    let started = Instant::now();
+    let report = store::fetch(
+        source,
+        folder(model),
+        &model.sha256,
+        store::store_options(store_options),
+    )
+    .await?;
+    slot.downloads.fetch_add(report.downloaded as u64, Ordering::Relaxed);
+    tracing::info!(
+        model = %model.id, downloaded = report.downloaded, reused = report.reused, bytes = report.bytes,
+        seconds = started.elapsed().as_secs_f64(), "model files in place"
+    );
+    Ok(())
+}
+
+/// Loads the slot's model on a blocking thread; the caller holds its gate.
+pub async fn load(
+    slot: &Arc<ModelSlot>,
+    chat: &EngineConfig,
+    store_options: &BTreeMap<String, String>,
+) -> Result<Engine, ApiError> {
+    let id = slot.config.id.clone();
+    slot.lock().failure = None;
     slot.loads.fetch_add(1, Ordering::Relaxed);
     metrics::counter!(crate::telemetry::MODEL_LOADS, "model" => id.clone()).increment(1);
-    let (config, chat) = (slot.config.clone(), chat.clone());
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || build(&config, &chat))
-        .await
-        .unwrap_or_else(|e| Err(format!("load task failed: {e}")));
+    let result = match fetch(slot, store_options).await {
+        Err(why) => Err(why),
+        Ok(()) => {
+            {
+                let mut s = slot.lock();
+                s.lifecycle = Lifecycle::Loading;
+                s.resident_bytes = estimate_bytes(&slot.config.path);
+            }
+            let (config, chat) = (slot.config.clone(), chat.clone());
+            tokio::task::spawn_blocking(move || build(&config, &chat))
+                .await
+                .unwrap_or_else(|e| Err(format!("load task failed: {e}")))
+        }
+    };
     let secs = started.elapsed().as_secs_f64();
     *slot.last_load_secs.lock().unwrap_or_else(|p| p.into_inner()) = Some(secs);
     let mut s = slot.lock();

@@ -11,6 +11,7 @@
 //! the weights; the model is `stopped` once that has happened.
 
 mod load;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,7 @@ pub struct Embedder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
     Registered,
+    Downloading,
     Loading,
     Ready,
     Draining,
@@ -54,6 +56,7 @@ impl Lifecycle {
     pub fn as_str(self) -> &'static str {
         match self {
             Lifecycle::Registered => "registered",
+            Lifecycle::Downloading => "downloading",
             Lifecycle::Loading => "loading",
             Lifecycle::Ready => "ready",
             Lifecycle::Draining => "draining",
@@ -81,8 +84,10 @@ pub struct ModelSlot {
     state: Mutex<State>,
     /// Held while loading: concurrent first requests wait here for one load.
     gate: tokio::sync::Mutex<()>,
-    /// Loads started, and requests handed an engine.
+    /// Loads started, files downloaded from the store, and requests handed
+    /// an engine.
     pub loads: AtomicU64,
+    pub downloads: AtomicU64,
     pub requests: AtomicU64,
     pub last_load_secs: Mutex<Option<f64>>,
 }
@@ -153,6 +158,7 @@ impl Registry {
                     }),
                     gate: tokio::sync::Mutex::new(()),
                     loads: AtomicU64::new(0),
+                    downloads: AtomicU64::new(0),
                     requests: AtomicU64::new(0),
                     last_load_secs: Mutex::new(None),
                 };
@@ -275,14 +281,14 @@ impl Registry {
         // A drain in progress finishes first: its memory is not free yet.
         load::wait_stopped(slot, wait).await;
         self.make_room(slot).await?;
-        load::load(slot, &self.chat).await
+        load::load(slot, &self.chat, &self.cfg.store_options).await
     }
 
     fn resident(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
         self.iter().filter(|s| {
             matches!(
                 s.lifecycle(),
-                Lifecycle::Loading | Lifecycle::Ready | Lifecycle::Draining
+                Lifecycle::Downloading | Lifecycle::Loading | Lifecycle::Ready | Lifecycle::Draining
             )
         })
     }

@@ -23,6 +23,8 @@ fn entry(slot: &ModelSlot) -> Value {
         "pinned": slot.config.pinned,
         "resident_bytes": snap.resident_bytes,
         "loads": slot.loads.load(Relaxed),
+        "downloaded_files": slot.downloads.load(Relaxed),
+        "source": slot.config.source,
         "requests": slot.requests.load(Relaxed),
         "last_load_seconds": *slot.last_load_secs.lock().unwrap_or_else(|p| p.into_inner()),
         "idle_seconds": snap.idle_secs,

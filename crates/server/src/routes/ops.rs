@@ -64,6 +64,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         metrics::gauge!(telemetry::MODEL_RESIDENT_BYTES, "model" => id.clone()).set(snap.resident_bytes as f64);
         for l in [
             Lifecycle::Registered,
+            Lifecycle::Downloading,
             Lifecycle::Loading,
             Lifecycle::Ready,
             Lifecycle::Draining,

@@ -83,5 +83,7 @@ pub fn extra_model(cfg: &mut Config, id: &str, embedding: EmbeddingConfig) {
         embedding: Some(embedding),
         pinned: false,
         preload: true,
+        source: None,
+        sha256: Default::default(),
     });
 }
