@@ -111,6 +111,35 @@ async fn local_folder_store_downloads_once_and_checks_sums() {
     assert!(e["failure"].as_str().unwrap().contains("checksum mismatch"), "{e}");
     assert!(!tmp.path().join("cache/wrong").join(GGUF).exists());
     assert_eq!(ask(&srv, common::MODEL).await.0, 200);
+    drop(srv);
+
+    // An interrupted download resumes from its partial file: the kept bytes
+    // are not fetched again. Shown twice: a good partial completes to the
+    // right file; a partial whose kept bytes were damaged fails the
+    // checksum (had it started over, the file would have been right).
+    let bytes = std::fs::read(common::model_path()).unwrap();
+    let half = bytes.len() / 2;
+    let good = BTreeMap::from([(GGUF.to_string(), sum(&common::model_path()))]);
+    for (name, damage) in [("resumed", false), ("damaged", true)] {
+        let cache = tmp.path().join("cache").join(name);
+        std::fs::create_dir_all(&cache).unwrap();
+        let mut head = bytes[..half].to_vec();
+        if damage {
+            head[1000..2000].fill(0);
+        }
+        std::fs::write(cache.join(format!("{GGUF}.partial")), head).unwrap();
+        let store_url = format!("file://{}/", store.display());
+        let srv = start(vec![stored(name, store_url, &cache, good.clone())], |_| {}).await;
+        let (code, body) = ask(&srv, name).await;
+        let e = entry(&srv, name).await;
+        if damage {
+            assert_eq!(code, 503, "{body}");
+            assert!(e["failure"].as_str().unwrap().contains("checksum mismatch"), "{e}");
+        } else {
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(sum(&cache.join(GGUF)), sum(&common::model_path()));
+        }
+    }
 }
 
 /// moto's S3 server on a free port, stopped when dropped.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod models;
 use switchyard_server::config::{Config, LogFormat, ModelConfig, ModelKind};
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// The models of a running server (its admin API).
+    Models(models::Args),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -70,6 +73,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
                 ExitCode::from(2)
+            }
+        },
+        Command::Models(args) => match models::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
             }
         },
         Command::Bench { command } => match bench::run(command) {

@@ -90,3 +90,65 @@ async fn serve_honours_env_and_logs_request_ids_as_json() -> anyhow::Result<()> 
     assert!(lines.iter().any(|l| l["fields"]["message"] == "stopped"));
     Ok(())
 }
+
+/// `switchyard models pull` downloads from a `file://` store with a progress
+/// line and loads; `list` shows it; `unload --wait` stops it.
+#[tokio::test]
+async fn models_cli_pulls_lists_and_unloads() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gguf = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    let tmp = tempfile::tempdir()?;
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store)?;
+    std::fs::copy(root.join("models/smollm2-135m-instruct").join(gguf), store.join(gguf))?;
+    let mut cfg = tempfile::NamedTempFile::new()?;
+    writeln!(
+        cfg,
+        "admin: {{enabled: true}}\ndefault_model: pulled\nmodels:\n  - {{id: pulled, kind: chat, preload: false, path: {}, source: 'file://{}/'}}",
+        tmp.path().join("cache").join(gguf).display(),
+        store.display()
+    )?;
+    let mut child = bin()
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-format",
+            "plain",
+            "--config",
+        ])
+        .arg(cfg.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    let models = |args: &[&str]| bin().arg("models").args(args).args(["--url", &base]).output();
+
+    let out = models(&["list"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("pulled") && text.contains("registered"), "{text}");
+
+    let out = models(&["pull", "pulled"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled: ready");
+    assert!(tmp.path().join("cache").join(gguf).exists());
+
+    let out = models(&["list"])?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("ready") && text.contains("MiB"), "{text}");
+
+    let out = models(&["unload", "pulled", "--wait"])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled: stopped");
+    let out = models(&["load", "nope"])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}

@@ -77,6 +77,7 @@ async fn fetch(slot: &ModelSlot, store_options: &BTreeMap<String, String>) -> Re
         folder(model),
         &model.sha256,
         store::store_options(store_options),
+        &slot.progress,
     )
     .await?;
     slot.downloads.fetch_add(report.downloaded as u64, Ordering::Relaxed);

@@ -89,6 +89,7 @@ pub struct ModelSlot {
     pub loads: AtomicU64,
     pub downloads: AtomicU64,
     pub requests: AtomicU64,
+    pub progress: store::Progress,
     pub last_load_secs: Mutex<Option<f64>>,
 }
 
@@ -159,6 +160,7 @@ impl Registry {
                     gate: tokio::sync::Mutex::new(()),
                     loads: AtomicU64::new(0),
                     downloads: AtomicU64::new(0),
+                    progress: store::Progress::default(),
                     requests: AtomicU64::new(0),
                     last_load_secs: Mutex::new(None),
                 };

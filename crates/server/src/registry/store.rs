@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -24,6 +25,13 @@ pub struct FetchReport {
     pub downloaded: usize,
     pub reused: usize,
     pub bytes: u64,
+}
+
+/// Bytes of the current download, for the admin API and the CLI's progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
 }
 
 /// Options for the store builders: the `AWS_*`, `GOOGLE_*` and `AZURE_*`
@@ -44,6 +52,7 @@ pub async fn fetch(
     dest: &Path,
     sha256: &BTreeMap<String, String>,
     options: Vec<(String, String)>,
+    progress: &Progress,
 ) -> Result<FetchReport, String> {
     let url = url::Url::parse(source).map_err(|e| format!("model source `{source}` is not a URL: {e}"))?;
     let (store, prefix) =
@@ -65,21 +74,31 @@ pub async fn fetch(
         .await
         .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
     let mut report = FetchReport::default();
+    let mut todo = Vec::new();
     for (rel, meta) in &files {
-        let local = dest.join(rel);
         let want = sha256.get(rel).map(|s| s.to_lowercase());
-        if cached(&local, meta.size, want.as_deref()).await {
+        if cached(&dest.join(rel), meta.size, want.as_deref()).await {
             report.reused += 1;
-            continue;
+        } else {
+            todo.push((rel, meta, want));
         }
+    }
+    progress.done.store(0, Ordering::Relaxed);
+    progress
+        .total
+        .store(todo.iter().map(|t| t.1.size).sum(), Ordering::Relaxed);
+    for (rel, meta, want) in todo {
+        let local = dest.join(rel);
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
-            match download(store.as_ref(), meta, &local, want.as_deref()).await {
+            let before = progress.done.load(Ordering::Relaxed);
+            match download(store.as_ref(), meta, &local, want.as_deref(), progress).await {
                 Ok(()) => {
                     last.clear();
                     break;
                 }
                 Err(e) => {
+                    progress.done.store(before, Ordering::Relaxed);
                     tracing::warn!(file = %rel, attempt, error = %e, "model download failed");
                     last = e;
                     if last.starts_with("checksum mismatch") {
@@ -151,25 +170,53 @@ async fn cached(local: &Path, size: u64, want: Option<&str>) -> bool {
     }
 }
 
-async fn download(store: &dyn ObjectStore, meta: &ObjectMeta, local: &Path, want: Option<&str>) -> Result<(), String> {
+async fn download(
+    store: &dyn ObjectStore,
+    meta: &ObjectMeta,
+    local: &Path,
+    want: Option<&str>,
+    progress: &Progress,
+) -> Result<(), String> {
     if let Some(dir) = local.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(|e| e.to_string())?;
     }
     let partial = beside(local, ".partial");
-    let mut file = tokio::fs::File::create(&partial)
-        .await
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    // A partial file from an earlier attempt (or run) is resumed: its bytes
+    // are hashed again and the rest is asked for from that offset, on the
+    // condition that the object has not changed since (its ETag).
     let mut hasher = Sha256::new();
-    let mut stream = store
-        .get(&meta.location)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_stream();
     let mut bytes = 0u64;
+    let mut options = GetOptions::default();
+    let kept = tokio::fs::metadata(&partial).await.map_or(0, |m| m.len());
+    if kept > 0 && kept < meta.size {
+        let head = tokio::fs::read(&partial).await.map_err(|e| e.to_string())?;
+        hasher.update(&head);
+        bytes = head.len() as u64;
+        options.range = Some(GetRange::Offset(bytes));
+        options.if_match = meta.e_tag.clone();
+        progress.done.fetch_add(bytes, Ordering::Relaxed);
+        tracing::info!(file = %partial.display(), bytes, "resuming download");
+    }
+    let mut file = if bytes > 0 {
+        tokio::fs::OpenOptions::new().append(true).open(&partial).await
+    } else {
+        tokio::fs::File::create(&partial).await
+    }
+    .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    let result = match store.get_opts(&meta.location, options).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Cannot resume (changed object, no range support): start over.
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e.to_string());
+        }
+    };
+    let mut stream = result.into_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| e.to_string())?;
         hasher.update(&chunk);
         bytes += chunk.len() as u64;
+        progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         file.write_all(&chunk).await.map_err(|e| e.to_string())?;
     }
     file.sync_all().await.map_err(|e| e.to_string())?;

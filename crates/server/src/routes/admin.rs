@@ -24,6 +24,10 @@ fn entry(slot: &ModelSlot) -> Value {
         "resident_bytes": snap.resident_bytes,
         "loads": slot.loads.load(Relaxed),
         "downloaded_files": slot.downloads.load(Relaxed),
+        "download": {
+            "done_bytes": slot.progress.done.load(Relaxed),
+            "total_bytes": slot.progress.total.load(Relaxed),
+        },
         "source": slot.config.source,
         "requests": slot.requests.load(Relaxed),
         "last_load_seconds": *slot.last_load_secs.lock().unwrap_or_else(|p| p.into_inner()),
