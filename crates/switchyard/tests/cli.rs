@@ -13,6 +13,17 @@ fn bin() -> Command {
     c
 }
 
+/// Starts `cmd` (a `serve` on port 0 with stdout piped) and returns the
+/// base URL from its first line.
+fn spawn_server(cmd: &mut Command) -> anyhow::Result<(std::process::Child, String)> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    Ok((child, base))
+}
+
 #[test]
 fn config_check_accepts_good_files_and_names_the_bad_field() -> anyhow::Result<()> {
     let mut good = tempfile::NamedTempFile::new()?;
@@ -42,16 +53,12 @@ fn config_check_accepts_good_files_and_names_the_bad_field() -> anyhow::Result<(
 
 #[tokio::test]
 async fn serve_honours_env_and_logs_request_ids_as_json() -> anyhow::Result<()> {
-    let mut child = bin()
-        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-        .env("SWITCHYARD_GENERATION__MAX_TOKENS", "3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    let (child, base) = spawn_server(
+        bin()
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .env("SWITCHYARD_GENERATION__MAX_TOKENS", "3")
+            .stderr(Stdio::piped()),
+    )?;
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if client
@@ -108,24 +115,21 @@ async fn models_cli_pulls_lists_and_unloads() -> anyhow::Result<()> {
         tmp.path().join("cache").join(gguf).display(),
         store.display()
     )?;
-    let mut child = bin()
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--log-format",
-            "plain",
-            "--config",
-        ])
-        .arg(cfg.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    let (mut child, base) = spawn_server(
+        bin()
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log-format",
+                "plain",
+                "--config",
+            ])
+            .arg(cfg.path())
+            .stderr(Stdio::null()),
+    )?;
     let models = |args: &[&str]| bin().arg("models").args(args).args(["--url", &base]).output();
 
     let out = models(&["list"])?;
