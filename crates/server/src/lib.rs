@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     if state.config.admin.enabled {
         app = app
             .route("/admin/models", get(routes::admin::models))
+            .route("/admin/stats", get(routes::admin::stats))
             .route("/admin/load/{id}", post(routes::admin::load))
             .route("/admin/unload/{id}", post(routes::admin::unload));
     }

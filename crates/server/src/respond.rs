@@ -65,7 +65,7 @@ pub async fn collect(mut gen: Generation, shape: Shape, echo: bool) -> Result<Re
             None => return Err(ApiError::internal("The engine ended the generation without an answer.")),
         }
     };
-    service::record_done(&gen.model, usage.prompt_tokens, usage.completion_tokens, gen.started);
+    gen.record_done(usage.prompt_tokens, usage.completion_tokens);
     let body = match shape {
         Shape::Chat => serde_json::to_value(ChatCompletion {
             id: gen.id,
@@ -184,12 +184,7 @@ impl StreamState {
                 self.pending.push_back(ev);
             }
             Some(GenerationEvent::Done { finish_reason, usage }) => {
-                service::record_done(
-                    &self.gen.model,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    self.started,
-                );
+                self.gen.record_done(usage.prompt_tokens, usage.completion_tokens);
                 let content = (self.shape == Shape::Completion).then(String::new);
                 let ev = self.text_chunk(content, None, Some(finish_reason));
                 self.pending.push_back(ev);
@@ -208,6 +203,7 @@ impl StreamState {
 
     /// Headers are already sent, so an error mid-stream is an error event.
     fn fail(&mut self, err: ApiError) {
+        self.gen.record_error();
         let ev = self.chunk(&err.body());
         self.pending.push_back(ev);
         self.finished = true;

@@ -9,7 +9,7 @@ use switchyard_engine::llm::{GenerateRequest, GenerationEvent, LlmEngine, Submit
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, ModelSlot};
 use crate::telemetry;
 use crate::validate::Knobs;
 
@@ -30,7 +30,26 @@ pub struct Generation {
     pub started: Instant,
     pub deadline: Instant,
     pub prompt_text: Option<String>,
+    /// Where the outcome is counted for `/admin/stats`.
+    pub slot: Option<Arc<ModelSlot>>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Generation {
+    /// Records a finished generation: metrics and the model's stats.
+    pub fn record_done(&self, prompt_tokens: u32, completion_tokens: u32) {
+        record_done(&self.model, prompt_tokens, completion_tokens, self.started);
+        if let Some(slot) = &self.slot {
+            slot.served.done(prompt_tokens, completion_tokens, self.started);
+        }
+    }
+
+    /// Records a generation that failed or timed out after it started.
+    pub fn record_error(&self) {
+        if let Some(slot) = &self.slot {
+            slot.served.error();
+        }
+    }
 }
 
 /// Takes a slot at the door: when all are taken, 503 now, not a queue later.
@@ -102,6 +121,7 @@ pub async fn start(
         started: now,
         deadline,
         prompt_text,
+        slot: state.models.get(model).cloned(),
         _permit: permit,
     })
 }
@@ -149,7 +169,7 @@ async fn tokenize(
 }
 
 /// Records the per-model token and latency metrics of a finished generation.
-pub fn record_done(model: &str, prompt_tokens: u32, completion_tokens: u32, started: Instant) {
+fn record_done(model: &str, prompt_tokens: u32, completion_tokens: u32, started: Instant) {
     metrics::counter!(telemetry::PROMPT_TOKENS, "model" => model.to_string()).increment(prompt_tokens as u64);
     metrics::counter!(telemetry::GENERATED_TOKENS, "model" => model.to_string()).increment(completion_tokens as u64);
     metrics::histogram!(telemetry::GENERATION_DURATION, "model" => model.to_string())

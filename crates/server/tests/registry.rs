@@ -244,3 +244,54 @@ async fn a_truncated_model_fails_with_a_reason_and_others_keep_serving() {
         .await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test]
+async fn admin_stats_count_answers_tokens_errors_and_latency() {
+    let srv = common::start(admin).await;
+    let ask_tokens = |stream: bool| {
+        json!({"model": common::MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+               "temperature": 0, "stream": stream, "logit_bias": {"2": -100}})
+    };
+    assert_eq!(srv.post("/v1/chat/completions", ask_tokens(false)).await.0, 200);
+    let events = srv.stream("/v1/chat/completions", ask_tokens(true)).await;
+    assert!(!events.is_empty());
+    let bad = json!({"model": common::MODEL, "messages": [{"role": "user", "content": "Hi"}], "temperature": 9});
+    assert_eq!(srv.post("/v1/chat/completions", bad).await.0, 400);
+    let (code, _) = srv
+        .post(
+            "/v1/embeddings",
+            json!({"model": common::EMBED_MODEL, "input": ["one two three"]}),
+        )
+        .await;
+    assert_eq!(code, 200);
+
+    let (code, body) = srv.get("/admin/stats").await;
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let of = |id: &str| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let chat = of(common::MODEL);
+    assert_eq!(
+        (chat["completed"].as_u64(), chat["errors"].as_u64()),
+        (Some(2), Some(1)),
+        "{chat}"
+    );
+    assert_eq!(chat["completion_tokens"], 8, "{chat}");
+    assert!(chat["prompt_tokens"].as_u64().unwrap() > 0, "{chat}");
+    assert!(chat["mean_latency_ms"].as_f64().unwrap() > 0.0, "{chat}");
+    assert!(chat["resident_bytes"].as_u64().unwrap() > 0, "{chat}");
+    let embed = of(common::EMBED_MODEL);
+    assert_eq!(
+        (embed["completed"].as_u64(), embed["errors"].as_u64()),
+        (Some(1), Some(0)),
+        "{embed}"
+    );
+    assert!(embed["prompt_tokens"].as_u64().unwrap() >= 3, "{embed}");
+}

@@ -90,7 +90,36 @@ pub struct ModelSlot {
     pub downloads: AtomicU64,
     pub requests: AtomicU64,
     pub progress: store::Progress,
+    pub served: Served,
     pub last_load_secs: Mutex<Option<f64>>,
+}
+
+/// What a model has served, for `/admin/stats`.
+#[derive(Default)]
+pub struct Served {
+    /// Requests answered in full, and their summed latency (request start to
+    /// the last token or vector).
+    pub completed: AtomicU64,
+    pub latency_us: AtomicU64,
+    /// Requests that ended in an error (refused, failed or timed out).
+    pub errors: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+}
+
+impl Served {
+    pub fn done(&self, prompt_tokens: u32, completion_tokens: u32, started: Instant) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        self.latency_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion_tokens as u64, Ordering::Relaxed);
+    }
+
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A point-in-time view of a slot, for listings.
@@ -161,6 +190,7 @@ impl Registry {
                     loads: AtomicU64::new(0),
                     downloads: AtomicU64::new(0),
                     progress: store::Progress::default(),
+                    served: Served::default(),
                     requests: AtomicU64::new(0),
                     last_load_secs: Mutex::new(None),
                 };
@@ -178,6 +208,13 @@ impl Registry {
 
     pub fn get(&self, id: &str) -> Option<&Arc<ModelSlot>> {
         self.slots.get(id)
+    }
+
+    /// Counts an error answer for `id`, when that names a model.
+    pub fn note_error<T>(&self, id: &str, result: &Result<T, ApiError>) {
+        if let (Err(_), Some(slot)) = (result, self.get(id)) {
+            slot.served.error();
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {

@@ -51,6 +51,33 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
+/// `GET /admin/stats`: what each model has served since start.
+pub async fn stats(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .models
+        .iter()
+        .map(|slot| {
+            let s = &slot.served;
+            let (done, lat) = (s.completed.load(Relaxed), s.latency_us.load(Relaxed));
+            let snap = slot.snapshot();
+            json!({
+                "id": slot.config.id,
+                "status": snap.lifecycle.as_str(),
+                "requests": slot.requests.load(Relaxed),
+                "completed": done,
+                "errors": s.errors.load(Relaxed),
+                "prompt_tokens": s.prompt_tokens.load(Relaxed),
+                "completion_tokens": s.completion_tokens.load(Relaxed),
+                "mean_latency_ms": (done > 0).then(|| lat as f64 / done as f64 / 1e3),
+                "loads": slot.loads.load(Relaxed),
+                "last_load_seconds": *slot.last_load_secs.lock().unwrap_or_else(|p| p.into_inner()),
+                "resident_bytes": snap.resident_bytes,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
 /// `POST /admin/load/{id}`: answers once the model is ready (or failed).
 pub async fn load(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     state.models.load_now(&id).await?;

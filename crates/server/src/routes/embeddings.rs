@@ -1,5 +1,7 @@
 //! `/v1/embeddings`.
 
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::Json;
 use switchyard_api::embeddings::{EmbeddingRequest, EmbeddingResponse};
@@ -13,9 +15,20 @@ pub async fn embeddings(
     State(state): State<AppState>,
     OpenAiJson(req): OpenAiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
+    let (id, started) = (req.model.clone(), Instant::now());
+    let result = embed(&state, req).await;
+    state.models.note_error(&id, &result);
+    if let (Ok((_, tokens)), Some(slot)) = (&result, state.models.get(&id)) {
+        slot.served.done(*tokens, 0, started);
+    }
+    result.map(|(body, _)| body)
+}
+
+async fn embed(state: &AppState, req: EmbeddingRequest) -> Result<(Json<EmbeddingResponse>, u32), ApiError> {
     let embedder = state.models.embedder(&req.model).await?;
     let validate::EmbedRequest { model, inputs, format } =
         validate::embedding_request(req, embedder.batcher.model().dims())?;
-    let embedded = embeddings::embed(&state, embedder, &model, inputs).await?;
-    Ok(Json(respond::response(model, embedded, format)))
+    let embedded = embeddings::embed(state, embedder, &model, inputs).await?;
+    let tokens = embedded.tokens as u32;
+    Ok((Json(respond::response(model, embedded, format)), tokens))
 }

@@ -16,6 +16,13 @@ pub async fn chat(
     State(state): State<AppState>,
     OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let model = req.model.clone();
+    let result = chat_inner(&state, req).await;
+    state.models.note_error(&model, &result);
+    result
+}
+
+async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Response, ApiError> {
     let engine = state.models.engine(&req.model).await?;
     let vocab = engine.tokenizer().vocab_size();
     validate::chat_unsupported(&req)?;
@@ -40,7 +47,7 @@ pub async fn chat(
     )?;
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
     let gen = service::start(
-        &state,
+        state,
         engine,
         &req.model,
         PromptSource::Chat(messages),
@@ -59,6 +66,13 @@ pub async fn completions(
     State(state): State<AppState>,
     OpenAiJson(req): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let model = req.model.clone();
+    let result = completions_inner(&state, req).await;
+    state.models.note_error(&model, &result);
+    result
+}
+
+async fn completions_inner(state: &AppState, req: CompletionRequest) -> Result<Response, ApiError> {
     let engine = state.models.engine(&req.model).await?;
     let vocab = engine.tokenizer().vocab_size();
     let prompt = match validate::completion_prompt(&req, vocab)? {
@@ -85,7 +99,7 @@ pub async fn completions(
     )?;
     let echo = req.echo.unwrap_or(false);
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
-    let gen = service::start(&state, engine, &req.model, prompt, knobs, "cmpl").await?;
+    let gen = service::start(state, engine, &req.model, prompt, knobs, "cmpl").await?;
     if stream {
         Ok(respond::stream(gen, Shape::Completion, include_usage, echo))
     } else {
