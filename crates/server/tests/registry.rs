@@ -29,15 +29,8 @@ fn admin(c: &mut Config) {
     c.admin.enabled = true;
 }
 
-async fn models(srv: &common::TestServer) -> Vec<Value> {
-    let (code, body) = srv.get("/admin/models").await;
-    assert_eq!(code, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"].as_array().unwrap().clone()
-}
-
 async fn entry(srv: &common::TestServer, id: &str) -> Value {
-    models(srv).await.into_iter().find(|m| m["id"] == id).unwrap()
+    srv.admin_entry("/admin/models", id).await
 }
 
 async fn ask(srv: &common::TestServer, model: &str) -> String {
@@ -265,19 +258,7 @@ async fn admin_stats_count_answers_tokens_errors_and_latency() {
         .await;
     assert_eq!(code, 200);
 
-    let (code, body) = srv.get("/admin/stats").await;
-    assert_eq!(code, 200);
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let of = |id: &str| {
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()
-            .clone()
-    };
-    let chat = of(common::MODEL);
+    let chat = srv.admin_entry("/admin/stats", common::MODEL).await;
     assert_eq!(
         (chat["completed"].as_u64(), chat["errors"].as_u64()),
         (Some(2), Some(1)),
@@ -287,7 +268,7 @@ async fn admin_stats_count_answers_tokens_errors_and_latency() {
     assert!(chat["prompt_tokens"].as_u64().unwrap() > 0, "{chat}");
     assert!(chat["mean_latency_ms"].as_f64().unwrap() > 0.0, "{chat}");
     assert!(chat["resident_bytes"].as_u64().unwrap() > 0, "{chat}");
-    let embed = of(common::EMBED_MODEL);
+    let embed = srv.admin_entry("/admin/stats", common::EMBED_MODEL).await;
     assert_eq!(
         (embed["completed"].as_u64(), embed["errors"].as_u64()),
         (Some(1), Some(0)),

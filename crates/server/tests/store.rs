@@ -37,15 +37,7 @@ fn sum(path: &Path) -> String {
 }
 
 async fn entry(srv: &common::TestServer, id: &str) -> Value {
-    let (_, body) = srv.get("/admin/models").await;
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id)
-        .unwrap()
-        .clone()
+    srv.admin_entry("/admin/models", id).await
 }
 
 async fn ask(srv: &common::TestServer, model: &str) -> (u16, Value) {

@@ -98,6 +98,18 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// The entry for model `id` in an admin listing (`/admin/models`,
+    /// `/admin/stats`).
+    pub async fn admin_entry(&self, path: &str, id: &str) -> Value {
+        let (code, body) = self.get(path).await;
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("admin JSON");
+        let data = v["data"].as_array().cloned().unwrap_or_default();
+        data.into_iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {body}"))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let resp = self
             .client
