@@ -276,3 +276,31 @@ async fn admin_stats_count_answers_tokens_errors_and_latency() {
     );
     assert!(embed["prompt_tokens"].as_u64().unwrap() >= 3, "{embed}");
 }
+
+#[tokio::test]
+async fn warm_up_runs_each_model_once_before_it_is_ready() {
+    // Per-engine figures from the admin API: Prometheus counters are shared
+    // by every server in this test process.
+    let srv = common::start(|c| {
+        admin(c);
+        c.registry.warmup = true;
+    })
+    .await;
+    let chat = srv.admin_entry("/admin/models", common::MODEL).await;
+    assert_eq!(
+        chat["generated_tokens"], 1,
+        "the chat warm-up generates one token: {chat}"
+    );
+    for id in [common::MODEL, common::EMBED_MODEL] {
+        let e = srv.admin_entry("/admin/stats", id).await;
+        assert_eq!(
+            (e["status"].as_str(), e["requests"].as_u64()),
+            (Some("ready"), Some(0)),
+            "{e}"
+        );
+    }
+    // Off (the default): nothing runs before the first request.
+    let cold = common::start(admin).await;
+    let chat = cold.admin_entry("/admin/models", common::MODEL).await;
+    assert_eq!(chat["generated_tokens"], 0, "{chat}");
+}

@@ -22,6 +22,9 @@ pub struct RegistryConfig {
     /// Requests for a model that is being unloaded: `wait` (until it has
     /// stopped, then load it again) or `reject` (503 with Retry-After).
     pub while_draining: WhileDraining,
+    /// Run one tiny request through each model as it loads, before it is
+    /// marked ready (first real requests then meet warm caches and pages).
+    pub warmup: bool,
     /// Options for the model store client (`object_store` keys such as
     /// `aws_endpoint`, `aws_region`, `allow_http`), after the `AWS_*`,
     /// `GOOGLE_*` and `AZURE_*` environment variables.
@@ -43,6 +46,7 @@ impl Default for RegistryConfig {
             load_timeout_secs: 120,
             drain_timeout_secs: 60,
             while_draining: WhileDraining::Wait,
+            warmup: false,
             store_options: Default::default(),
         }
     }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use switchyard_engine::embed::batcher::Batcher;
 use switchyard_engine::embed::EmbeddingModel;
-use switchyard_engine::llm::{EngineConfig, LlmEngine};
+use switchyard_engine::llm::{EngineConfig, GenerateRequest, GenerationEvent, LlmEngine, SamplingParams};
 
 use super::{failed, store, Embedder, Engine, Lifecycle, ModelSlot};
-use crate::config::{ModelConfig, ModelKind};
+use crate::config::{ModelConfig, ModelKind, RegistryConfig};
 use crate::error::ApiError;
 
 /// Alive while a model's engine still holds its weights.
@@ -89,17 +89,13 @@ async fn fetch(slot: &ModelSlot, store_options: &BTreeMap<String, String>) -> Re
 }
 
 /// Loads the slot's model on a blocking thread; the caller holds its gate.
-pub async fn load(
-    slot: &Arc<ModelSlot>,
-    chat: &EngineConfig,
-    store_options: &BTreeMap<String, String>,
-) -> Result<Engine, ApiError> {
+pub async fn load(slot: &Arc<ModelSlot>, chat: &EngineConfig, cfg: &RegistryConfig) -> Result<Engine, ApiError> {
     let id = slot.config.id.clone();
     slot.lock().failure = None;
     slot.loads.fetch_add(1, Ordering::Relaxed);
     metrics::counter!(crate::telemetry::MODEL_LOADS, "model" => id.clone()).increment(1);
     let started = Instant::now();
-    let result = match fetch(slot, store_options).await {
+    let result = match fetch(slot, &cfg.store_options).await {
         Err(why) => Err(why),
         Ok(()) => {
             {
@@ -107,8 +103,8 @@ pub async fn load(
                 s.lifecycle = Lifecycle::Loading;
                 s.resident_bytes = estimate_bytes(&slot.config.path);
             }
-            let (config, chat) = (slot.config.clone(), chat.clone());
-            tokio::task::spawn_blocking(move || build(&config, &chat))
+            let (config, chat, warm) = (slot.config.clone(), chat.clone(), cfg.warmup);
+            tokio::task::spawn_blocking(move || build(&config, &chat).and_then(|e| warm_up(e, warm)))
                 .await
                 .unwrap_or_else(|e| Err(format!("load task failed: {e}")))
         }
@@ -158,6 +154,54 @@ fn build(model: &ModelConfig, chat: &EngineConfig) -> Result<Engine, String> {
             })))
         }
     }
+}
+
+/// Runs one tiny request through a freshly built engine (blocking), so the
+/// first real request does not pay for cold pages and caches.
+fn warm_up(engine: Engine, on: bool) -> Result<Engine, String> {
+    if !on {
+        return Ok(engine);
+    }
+    let started = Instant::now();
+    match &engine {
+        Engine::Chat(e) => {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let prompt = e.tokenizer().encode("Hello").map_err(|e| format!("warm-up: {e}"))?;
+            e.submit(GenerateRequest {
+                prompt_tokens: prompt,
+                max_tokens: 1,
+                sampling: SamplingParams::default(),
+                stop: Vec::new(),
+                deadline: Instant::now() + Duration::from_secs(60),
+                events: tx,
+                span: tracing::Span::current(),
+            })
+            .map_err(|e| format!("warm-up: {e}"))?;
+            loop {
+                match rx.blocking_recv() {
+                    Some(GenerationEvent::Done { .. }) => break,
+                    Some(GenerationEvent::Failed(why)) => return Err(format!("warm-up failed: {why}")),
+                    Some(GenerationEvent::TimedOut { .. }) | None => return Err("warm-up did not finish".into()),
+                    Some(_) => {}
+                }
+            }
+        }
+        Engine::Embedding(e) => {
+            let ids = e
+                .batcher
+                .model()
+                .tokenize("Hello")
+                .map_err(|e| format!("warm-up: {e}"))?;
+            let reply = e.batcher.submit(vec![ids]).map_err(|e| format!("warm-up: {e}"))?;
+            match reply.blocking_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(why)) => return Err(format!("warm-up failed: {why}")),
+                Err(_) => return Err("warm-up did not finish".into()),
+            }
+        }
+    }
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "warmed up");
+    Ok(engine)
 }
 
 /// Unloads a ready model: new requests no longer get its engine, requests

@@ -320,7 +320,7 @@ impl Registry {
         // A drain in progress finishes first: its memory is not free yet.
         load::wait_stopped(slot, wait).await;
         self.make_room(slot).await?;
-        load::load(slot, &self.chat, &self.cfg.store_options).await
+        load::load(slot, &self.chat, &self.cfg).await
     }
 
     fn resident(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
