@@ -16,3 +16,13 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # The llama.cpp binaries: the folder given, or the anchor built on first use.
 llama_cpp_bin() { if [ -n "${1:-}" ]; then echo "$1"; else ./scripts/bench/install-llama-cpp.sh | tail -1; fi; }
+
+# start_server READY_PATH -- command...: runs the command with `--port` on a
+# free port, sets $pid and $port, and waits until READY_PATH answers.
+start_server() {
+  local ready="$1"; shift 2
+  port=$(free_port)
+  "$@" --port "$port" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port$ready" >/dev/null 2>&1 && break; sleep 0.2; done
+}

@@ -10,12 +10,9 @@ model="$smollm"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
 measure() { # measure NAME READY_PATH MODEL_NAME -- command...
-  local name="$1" ready="$2" served="$3"; shift 4
-  local p; p=$(free_port)
-  "$@" --port "$p" >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$p$ready" >/dev/null 2>&1 && break; sleep 0.2; done
-  curl -sf "http://127.0.0.1:$p/v1/chat/completions" -H 'content-type: application/json' \
+  local name="$1" ready="$2" served="$3"; shift 3
+  start_server "$ready" "$@"
+  curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
     -d "{\"model\":\"$served\",\"messages\":[{\"role\":\"user\",\"content\":\"Write a haiku about trains.\"}],\"max_tokens\":64,\"temperature\":0}" >/dev/null
   echo "| $name | $(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status") MiB |"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""

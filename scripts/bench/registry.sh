@@ -19,10 +19,7 @@ models:
   - {id: $chat, kind: chat, path: $root/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf, preload: false}
   - {id: $embed, kind: embedding, path: $root/models/all-minilm-l6-v2, preload: false}
 YAML
-port=$(free_port)
-"$sy" serve --config "$cfg" --host 127.0.0.1 --port "$port" --log-format plain >/dev/null 2>&1 &
-pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+start_server /ready -- "$sy" serve --config "$cfg" --host 127.0.0.1 --log-format plain
 load() { curl -sf -o /dev/null -w '%{time_total}\n' -X POST "http://127.0.0.1:$port/admin/load/$1"; }
 unload() { curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/admin/unload/$1?wait=true"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

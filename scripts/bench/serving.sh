@@ -36,12 +36,9 @@ print("| " + " | ".join(cells) + " |")
 }
 
 serve() { # serve NAME READY_PATH MODEL -- command...
-  local name="$1" ready="$2" served="$3"; shift 4
-  local p; p=$(free_port)
-  "$@" --port "$p" >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$p$ready" >/dev/null 2>&1 && break; sleep 0.2; done
-  run_levels "$name" "$p" "$served"
+  local name="$1" ready="$2" served="$3"; shift 3
+  start_server "$ready" "$@"
+  run_levels "$name" "$port" "$served"
   rss["$name"]=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }

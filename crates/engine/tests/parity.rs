@@ -12,13 +12,11 @@ mod common;
 
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use switchyard_engine::llm::{
-    argmax, ChatTemplate, EngineConfig, GenerateRequest, GenerationEvent, GgufTokenizer, KvCache, LlamaModel,
-    LlmEngine, LoadedGguf, SamplingParams, TemplateMessage,
+    argmax, ChatTemplate, EngineConfig, GgufTokenizer, KvCache, LlamaModel, LlmEngine, LoadedGguf, SamplingParams,
+    TemplateMessage,
 };
-use tokio::sync::mpsc;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -131,35 +129,12 @@ fn greedy_outputs_match_llama_cpp() -> anyhow::Result<()> {
 fn generate_all(engine: &LlmEngine, cases: &[Case]) -> Vec<String> {
     let rxs: Vec<_> = cases
         .iter()
-        .map(|case| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let req = GenerateRequest {
-                prompt_tokens: case.prompt_tokens.clone(),
-                max_tokens: case.output_tokens.len() as u32,
-                sampling: SamplingParams::default(),
-                stop: vec![],
-                deadline: Instant::now() + Duration::from_secs(300),
-                events: tx,
-                span: tracing::Span::none(),
-            };
-            engine.submit(req).unwrap();
-            rx
+        .map(|c| {
+            let n = c.output_tokens.len() as u32;
+            common::submit(engine, c.prompt_tokens.clone(), n, SamplingParams::default(), vec![])
         })
         .collect();
-    rxs.into_iter()
-        .map(|mut rx| {
-            let mut text = String::new();
-            while let Some(ev) = rx.blocking_recv() {
-                match ev {
-                    GenerationEvent::Text(t) => text.push_str(&t),
-                    GenerationEvent::Done { .. } => return text,
-                    GenerationEvent::FirstToken => {}
-                    other => panic!("unexpected event {other:?}"),
-                }
-            }
-            panic!("engine hung up without Done")
-        })
-        .collect()
+    rxs.into_iter().map(|rx| common::finish(rx).0).collect()
 }
 
 /// All cases in flight at once, prompts chunked and the prefix cache on:

@@ -9,9 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_engine::llm::{
-    EngineConfig, FinishReason, GenerateRequest, GenerationEvent, LlmEngine, SamplingParams, TemplateMessage,
-};
+use switchyard_engine::llm::{EngineConfig, FinishReason, GenerationEvent, LlmEngine, SamplingParams, TemplateMessage};
 use tokio::sync::mpsc;
 
 fn engine(cfg: EngineConfig) -> LlmEngine {
@@ -25,37 +23,14 @@ fn request(
     max_tokens: u32,
     endless: bool,
 ) -> mpsc::UnboundedReceiver<GenerationEvent> {
-    let (tx, rx) = mpsc::unbounded_channel();
     let mut sampling = SamplingParams::default();
     if endless {
         sampling.logit_bias = vec![(engine.tokenizer().eos(), -1000.0)];
     }
-    let req = GenerateRequest {
-        prompt_tokens: prompt,
-        max_tokens,
-        sampling,
-        stop: vec![],
-        deadline: Instant::now() + Duration::from_secs(300),
-        events: tx,
-        span: tracing::Span::none(),
-    };
-    engine.submit(req).unwrap();
-    rx
+    common::submit(engine, prompt, max_tokens, sampling, vec![])
 }
 
-/// Waits for the end of a generation: its text, finish reason and length.
-fn finish(mut rx: mpsc::UnboundedReceiver<GenerationEvent>) -> (String, FinishReason, u32) {
-    let mut text = String::new();
-    while let Some(ev) = rx.blocking_recv() {
-        match ev {
-            GenerationEvent::Text(t) => text.push_str(&t),
-            GenerationEvent::Done { finish_reason, usage } => return (text, finish_reason, usage.completion_tokens),
-            GenerationEvent::FirstToken => {}
-            other => panic!("unexpected event {other:?}"),
-        }
-    }
-    panic!("engine hung up without Done");
-}
+use common::finish;
 
 fn chat(engine: &LlmEngine, system: &str, user: &str) -> Vec<u32> {
     let template = engine.template().unwrap();

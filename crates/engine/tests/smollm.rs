@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use switchyard_engine::llm::{
-    argmax, EngineConfig, FinishReason, GenerateRequest, GenerationEvent, GgufTokenizer, KvCache, LlamaModel,
-    LlmEngine, LoadedGguf, SamplingParams, TemplateMessage,
+    argmax, EngineConfig, FinishReason, GgufTokenizer, KvCache, LlamaModel, LlmEngine, LoadedGguf, SamplingParams,
+    TemplateMessage,
 };
-use tokio::sync::mpsc;
 
 #[test]
 fn tokenizer_matches_llama_cpp() -> anyhow::Result<()> {
@@ -33,27 +30,13 @@ fn tokenizer_matches_llama_cpp() -> anyhow::Result<()> {
 }
 
 fn run(engine: &LlmEngine, prompt: Vec<u32>, max_tokens: u32, stop: Vec<String>) -> (String, FinishReason, u32) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let req = GenerateRequest {
-        prompt_tokens: prompt,
+    common::finish(common::submit(
+        engine,
+        prompt,
         max_tokens,
-        sampling: SamplingParams::default(),
+        SamplingParams::default(),
         stop,
-        deadline: Instant::now() + Duration::from_secs(120),
-        events: tx,
-        span: tracing::Span::none(),
-    };
-    assert!(engine.submit(req).is_ok());
-    let mut text = String::new();
-    while let Some(ev) = rx.blocking_recv() {
-        match ev {
-            GenerationEvent::Text(t) => text.push_str(&t),
-            GenerationEvent::Done { finish_reason, usage } => return (text, finish_reason, usage.completion_tokens),
-            GenerationEvent::FirstToken => {}
-            other => panic!("unexpected event {other:?}"),
-        }
-    }
-    panic!("engine hung up without Done");
+    ))
 }
 
 #[test]

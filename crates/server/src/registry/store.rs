@@ -189,9 +189,7 @@ async fn download(
     let mut options = GetOptions::default();
     let kept = tokio::fs::metadata(&partial).await.map_or(0, |m| m.len());
     if kept > 0 && kept < meta.size {
-        let head = tokio::fs::read(&partial).await.map_err(|e| e.to_string())?;
-        hasher.update(&head);
-        bytes = head.len() as u64;
+        (hasher, bytes) = hash_file(&partial).await?;
         options.range = Some(GetRange::Offset(bytes));
         options.if_match = meta.e_tag.clone();
         progress.done.fetch_add(bytes, Ordering::Relaxed);
@@ -237,16 +235,23 @@ async fn download(
     tokio::fs::rename(&partial, local).await.map_err(|e| e.to_string())
 }
 
+/// SHA-256 state and length of a file, read in chunks off the async threads.
+async fn hash_file(path: &Path) -> Result<(Sha256, u64), String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let n = std::io::copy(&mut file, &mut hasher).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok((hasher, n))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Checks files of a local model folder against the configured sums.
 pub async fn verify_local(dir: &Path, sha256: &BTreeMap<String, String>) -> Result<(), String> {
     for (name, want) in sha256 {
-        let path = dir.join(name);
-        let data = tokio::fs::read(&path)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let got = tokio::task::spawn_blocking(move || format!("{:x}", Sha256::digest(&data)))
-            .await
-            .map_err(|e| e.to_string())?;
+        let got = format!("{:x}", hash_file(&dir.join(name)).await?.0.finalize());
         if got != want.to_lowercase() {
             return Err(format!(
                 "checksum mismatch for {name}: expected sha256 {want}, got {got}"

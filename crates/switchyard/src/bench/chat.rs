@@ -13,14 +13,8 @@ use serde_json::{json, Value};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base URL of the API, e.g. http://127.0.0.1:8080/v1
-    #[arg(long)]
-    url: String,
-    #[arg(long)]
-    model: String,
-    /// Streams in flight at once.
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
+    #[command(flatten)]
+    target: super::Target,
     /// Chats to send in all (default: 4 per client).
     #[arg(long)]
     requests: Option<usize>,
@@ -30,10 +24,6 @@ pub struct Args {
     /// so every answer is `max_tokens` long on every server.
     #[arg(long)]
     ban_token: Option<u32>,
-    #[arg(long, env = "BENCH_API_KEY")]
-    api_key: Option<String>,
-    #[arg(long, default_value_t = 600)]
-    timeout_s: u64,
 }
 
 const SYSTEM: &str = "You are a helpful assistant. Answer clearly and concisely, in plain English.";
@@ -69,7 +59,7 @@ fn chat(i: usize, args: &Args) -> Value {
         ),
     };
     let mut body = json!({
-        "model": args.model,
+        "model": args.target.model,
         "messages": [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": question},
@@ -98,27 +88,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let concurrency = args.concurrency.max(1);
+        let concurrency = args.target.concurrency.max(1);
         let total = args.requests.unwrap_or(4 * concurrency).max(1);
         // A connection per chat: llama.cpp's server closes kept-alive
         // connections after a few requests, and a chat of seconds does not
         // notice a localhost handshake.
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(args.timeout_s))
+            .timeout(Duration::from_secs(args.target.timeout_s))
             .pool_max_idle_per_host(0)
             .build()?;
-        let url = format!("{}/chat/completions", args.url.trim_end_matches('/'));
+        let url = args.target.endpoint("/chat/completions");
         let bodies: Arc<Vec<Value>> = Arc::new((0..total).map(|i| chat(i, &args)).collect());
         // Warm-up, untimed: one short chat (connections, lazy loads).
         let mut warm = bodies[0].clone();
         warm["max_tokens"] = json!(4);
-        stream_one(&client, &url, args.api_key.as_deref(), &warm).await?;
+        stream_one(&client, &url, args.target.api_key.as_deref(), &warm).await?;
 
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let (client, url, key) = (client.clone(), url.clone(), args.api_key.clone());
+            let (client, url, key) = (client.clone(), url.clone(), args.target.api_key.clone());
             let (bodies, next) = (bodies.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();

@@ -10,18 +10,11 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base URL of the API, e.g. http://127.0.0.1:8080/v1
-    #[arg(long)]
-    url: String,
-    /// Model name to send.
-    #[arg(long)]
-    model: String,
+    #[command(flatten)]
+    target: super::Target,
     /// Corpus from scripts/bench/make-corpus.py.
     #[arg(long)]
     corpus: std::path::PathBuf,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
     /// Texts per request.
     #[arg(long, default_value_t = 1)]
     inputs: usize,
@@ -30,12 +23,6 @@ pub struct Args {
     limit: usize,
     #[arg(long, default_value_t = 3)]
     repetitions: usize,
-    /// Bearer token, if the server wants one.
-    #[arg(long, env = "BENCH_API_KEY")]
-    api_key: Option<String>,
-    /// Per-request timeout in seconds.
-    #[arg(long, default_value_t = 120)]
-    timeout_s: u64,
 }
 
 struct Rep {
@@ -58,20 +45,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let requests: Arc<Vec<serde_json::Value>> = Arc::new(
             corpus
                 .chunks(args.inputs.max(1))
-                .map(|texts| serde_json::json!({"model": args.model, "input": texts}))
+                .map(|texts| serde_json::json!({"model": args.target.model, "input": texts}))
                 .collect(),
         );
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(args.timeout_s))
-            .pool_max_idle_per_host(args.concurrency.max(1))
+            .timeout(Duration::from_secs(args.target.timeout_s))
+            .pool_max_idle_per_host(args.target.concurrency.max(1))
             .build()?;
-        let url = format!("{}/embeddings", args.url.trim_end_matches('/'));
+        let url = args.target.endpoint("/embeddings");
         let load = Load {
             client,
             url,
-            key: args.api_key.clone(),
+            key: args.target.api_key.clone(),
             requests,
-            concurrency: args.concurrency.max(1),
+            concurrency: args.target.concurrency.max(1),
         };
         // Warm-up: one round of requests, untimed (connections, lazy loads).
         load.run(load.concurrency.min(load.requests.len())).await;

@@ -35,6 +35,33 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The OpenAI-compatible server a load client drives (`bench http`, `bench chat`).
+#[derive(clap::Args)]
+pub struct Target {
+    /// Base URL of the API, e.g. http://127.0.0.1:8080/v1
+    #[arg(long)]
+    url: String,
+    /// Model name to send.
+    #[arg(long)]
+    model: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Bearer token, if the server wants one.
+    #[arg(long, env = "BENCH_API_KEY")]
+    api_key: Option<String>,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+}
+
+impl Target {
+    /// `path` under the base URL, e.g. `/embeddings`.
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+}
+
 /// The corpus format of scripts/bench/make-corpus.py: one JSON string per line.
 fn read_corpus(path: &Path) -> anyhow::Result<Vec<String>> {
     let text =
