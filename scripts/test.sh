@@ -13,6 +13,15 @@ echo "== fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== services"
+# The storage tests run on SQLite and on a real PostgreSQL (SWITCHYARD_TEST_POSTGRES,
+# default postgres://postgres@127.0.0.1:5432/test); start a local one that stopped.
+if [ -z "${SWITCHYARD_TEST_POSTGRES:-}" ] && command -v pg_isready >/dev/null \
+  && ! pg_isready -q -h 127.0.0.1 -p 5432 && [ -d /etc/postgresql ]; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+
 echo "== rust tests"
 # The model-store tests pull from a real S3-compatible server (moto) on 127.0.0.1.
 moto="$cache/venv-moto"

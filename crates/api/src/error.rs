@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotFound,
     /// 405
     MethodNotAllowed,
+    /// 409: the thing exists already, or cannot change in its current state.
+    Conflict,
     /// 413: body over the configured limit.
     PayloadTooLarge,
     /// 429: a tenant's rate limit or quota.
@@ -35,6 +37,7 @@ impl ErrorKind {
             Self::PermissionDenied => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::Overloaded => 503,
@@ -46,7 +49,7 @@ impl ErrorKind {
     /// The `type` string OpenAI uses for this class.
     pub fn type_name(self) -> &'static str {
         match self {
-            Self::InvalidRequest | Self::NotFound | Self::MethodNotAllowed | Self::PayloadTooLarge => {
+            Self::InvalidRequest | Self::NotFound | Self::MethodNotAllowed | Self::Conflict | Self::PayloadTooLarge => {
                 "invalid_request_error"
             }
             Self::Authentication => "authentication_error",

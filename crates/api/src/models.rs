@@ -10,6 +10,9 @@ pub struct Model {
     pub owned_by: String,
     /// Switchyard extension: what the model does (`chat`, `embedding`, ...).
     pub kind: String,
+    /// Switchyard extension: the version a bare name resolves to now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Switchyard extension: the context window in tokens, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_length: Option<u32>,

@@ -4,6 +4,7 @@
 
 mod models;
 mod registry;
+mod storage;
 
 use std::path::Path;
 
@@ -11,8 +12,9 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use models::{EmbeddingConfig, ModelConfig, ModelKind};
+pub use models::{EmbeddingConfig, ModelConfig, ModelFormat, ModelKind, SamplingDefaults};
 pub use registry::{AdminConfig, RegistryConfig, WhileDraining};
+pub use storage::StorageConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +24,7 @@ pub struct Config {
     pub engine: EngineDefaults,
     pub registry: RegistryConfig,
     pub admin: AdminConfig,
+    pub storage: StorageConfig,
     /// The model answering requests that name no known model is never
     /// guessed: this is only what `--model` and `/ready` refer to.
     pub default_model: String,
@@ -97,28 +100,16 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             admin: AdminConfig::default(),
             default_model: DEFAULT_MODEL_ID.into(),
+            storage: StorageConfig::default(),
             models: vec![
+                ModelConfig::new(DEFAULT_MODEL_ID, ModelKind::Chat, DEFAULT_MODEL_PATH),
                 ModelConfig {
-                    id: DEFAULT_MODEL_ID.into(),
-                    kind: ModelKind::Chat,
-                    path: DEFAULT_MODEL_PATH.into(),
-                    chat_template: None,
-                    embedding: None,
-                    pinned: false,
-                    preload: true,
-                    source: None,
-                    sha256: Default::default(),
-                },
-                ModelConfig {
-                    id: DEFAULT_EMBEDDING_MODEL_ID.into(),
-                    kind: ModelKind::Embedding,
-                    path: DEFAULT_EMBEDDING_MODEL_PATH.into(),
-                    chat_template: None,
                     embedding: Some(EmbeddingConfig::default()),
-                    pinned: false,
-                    preload: true,
-                    source: None,
-                    sha256: Default::default(),
+                    ..ModelConfig::new(
+                        DEFAULT_EMBEDDING_MODEL_ID,
+                        ModelKind::Embedding,
+                        DEFAULT_EMBEDDING_MODEL_PATH,
+                    )
                 },
             ],
         }
@@ -220,6 +211,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.registry.validate()?;
+        self.storage.validate()?;
         let s = &self.server;
         if s.max_concurrent_requests == 0 {
             return Err(invalid("server.max_concurrent_requests", "must be at least 1"));
@@ -260,14 +252,18 @@ impl Config {
         }
         for (i, m) in self.models.iter().enumerate() {
             m.validate(&format!("models[{i}]"))?;
-            if self.models[..i].iter().any(|o| o.id == m.id) {
+            if self.models[..i].iter().any(|o| o.key() == m.key()) {
                 return Err(invalid(
                     &format!("models[{i}].id"),
-                    format!("{:?} is listed twice", m.id),
+                    format!("{:?} is listed twice", m.key()),
                 ));
             }
         }
-        if !self.models.iter().any(|m| m.id == self.default_model) {
+        if !self
+            .models
+            .iter()
+            .any(|m| m.id == self.default_model || m.key() == self.default_model)
+        {
             return Err(invalid(
                 "default_model",
                 format!("{:?} is not among `models`", self.default_model),
@@ -303,7 +299,11 @@ mod tests {
         assert_eq!(c.generation.temperature, 0.7);
         assert_eq!(c.server.request_timeout_secs, 300);
         assert_eq!(c.server.max_concurrent_requests, 50);
-        let kinds: Vec<_> = c.models.iter().map(|m| (m.id.as_str(), m.kind)).collect();
+        let kinds: Vec<_> = c
+            .models
+            .iter()
+            .map(|m| (m.id.as_str(), m.kind.unwrap_or(ModelKind::Chat)))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -320,7 +320,7 @@ mod tests {
         let c = from_yaml(chat_only).map_err(|e| e.to_string());
         let models = c.map(|c| c.models).unwrap_or_default();
         assert_eq!(models.len(), 1);
-        assert_eq!(models[0].kind, ModelKind::Chat);
+        assert_eq!(models[0].kind, None, "told by the file once registered");
         let with_embedding = "models:\n  - id: smollm2-135m-instruct\n    path: a.gguf\n  - id: e\n    kind: embedding\n    path: dir\n    embedding:\n      max_wait_ms: 0\n      reject_over_length: true\n";
         let c = from_yaml(with_embedding).map_err(|e| e.to_string());
         let e = c.map(|c| c.models[1].embedding_config()).unwrap_or_default();

@@ -34,7 +34,11 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new();
     if state.config.admin.enabled {
         app = app
-            .route("/admin/models", get(routes::admin::models))
+            .route(
+                "/admin/models",
+                get(routes::admin::models).post(routes::admin::register),
+            )
+            .route("/admin/models/{id}", axum::routing::delete(routes::admin::delete))
             .route("/admin/stats", get(routes::admin::stats))
             .route("/admin/load/{id}", post(routes::admin::load))
             .route("/admin/unload/{id}", post(routes::admin::unload));
@@ -79,8 +83,9 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let state = AppState::new(config);
+    let state = AppState::open(config).await?;
     let models = state.models.clone();
+    let db = state.db.clone();
     tokio::spawn(async move { models.load_all().await });
     tracing::info!(address = %local, "listening");
     on_bound(local);
@@ -102,6 +107,7 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
             tracing::warn!(seconds = grace.as_secs(), "grace period over, closing remaining connections");
         }
     }
+    db.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -62,7 +62,7 @@ pub fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
 
 pub async fn start(
     state: &AppState,
-    engine: Arc<LlmEngine>,
+    (engine, slot): (Arc<LlmEngine>, Arc<ModelSlot>),
     model: &str,
     prompt: PromptSource,
     knobs: Knobs,
@@ -71,7 +71,10 @@ pub async fn start(
     let permit = admit(state)?;
     let keep_text = matches!(prompt, PromptSource::Text(_));
     let (tokens, prompt_text) = tokenize(engine.clone(), prompt, keep_text).await?;
-    let ctx = engine.config().context_length;
+    let ctx = engine
+        .config()
+        .context_length
+        .min(slot.config.context_length.unwrap_or(usize::MAX));
     let n = tokens.len();
     if n >= ctx {
         return Err(ApiError::invalid(
@@ -90,7 +93,7 @@ pub async fn start(
             .code("context_length_exceeded"))
         }
         Some(m) => m,
-        None => state.config.generation.max_tokens.min(room),
+        None => slot.config.generation(&state.config.generation).max_tokens.min(room),
     };
     let now = Instant::now();
     let deadline = now + Duration::from_secs(state.config.server.request_timeout_secs);
@@ -121,7 +124,7 @@ pub async fn start(
         started: now,
         deadline,
         prompt_text,
-        slot: state.models.get(model).cloned(),
+        slot: Some(slot),
         _permit: permit,
     })
 }

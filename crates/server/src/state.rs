@@ -7,12 +7,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-pub use crate::registry::{Embedder, Engine, Lifecycle, ModelSlot, Registry};
+pub use crate::registry::{Embedder, Engine, Lifecycle, ModelSlot, Origin, Registry};
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub models: Arc<Registry>,
+    pub db: switchyard_db::Db,
     /// One permit per request in flight; none left means 503 at the door.
     pub limiter: Arc<Semaphore>,
     pub started: Instant,
@@ -22,19 +23,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Self {
-        let models = Arc::new(Registry::new(&config));
+    /// Opens the database (migrating it) and the registry.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let url = config.storage.database_url();
+        let db = switchyard_db::Db::open(&url, config.storage.max_connections)
+            .await
+            .map_err(|e| anyhow::anyhow!("storage ({}): {e}", switchyard_db::redact(&url)))?;
+        let models = Arc::new(
+            Registry::open(&config, db.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("model registry: {}", e.message))?,
+        );
         let limiter = Arc::new(Semaphore::new(config.server.max_concurrent_requests));
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Self {
+        Ok(Self {
             config: Arc::new(config),
             models,
+            db,
             limiter,
             started: Instant::now(),
             started_unix,
             metrics: crate::telemetry::prometheus(),
-        }
+        })
     }
 }

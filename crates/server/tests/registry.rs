@@ -13,15 +13,8 @@ use switchyard_server::config::{Config, ModelConfig, ModelKind, WhileDraining};
 /// A second chat model: the default GGUF under another id.
 fn twin(id: &str) -> ModelConfig {
     ModelConfig {
-        id: id.into(),
-        kind: ModelKind::Chat,
-        path: common::model_path(),
-        chat_template: None,
-        embedding: None,
-        pinned: false,
         preload: false,
-        source: None,
-        sha256: Default::default(),
+        ..ModelConfig::new(id, ModelKind::Chat, common::model_path())
     }
 }
 
@@ -70,7 +63,7 @@ async fn one_resident_model_alternates_by_lru_and_pinned_ones_stay() {
     let srv = common::start(|c| {
         admin(c);
         c.registry.max_resident_models = 1;
-        c.models.retain(|m| m.kind == ModelKind::Chat);
+        c.models.retain(|m| m.kind == Some(ModelKind::Chat));
         c.models.push(twin("twin"));
     })
     .await;
@@ -101,7 +94,7 @@ async fn one_resident_model_alternates_by_lru_and_pinned_ones_stay() {
     let pinned = common::start(|c| {
         admin(c);
         c.registry.max_resident_models = 1;
-        c.models.retain(|m| m.kind == ModelKind::Chat);
+        c.models.retain(|m| m.kind == Some(ModelKind::Chat));
         c.models[0].pinned = true;
         c.models.push(twin("twin"));
     })

@@ -20,15 +20,10 @@ const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn stored(id: &str, source: String, cache: &Path, sha256: BTreeMap<String, String>) -> ModelConfig {
     ModelConfig {
-        id: id.into(),
-        kind: ModelKind::Chat,
-        path: cache.join(GGUF),
-        chat_template: None,
-        embedding: None,
-        pinned: false,
         preload: false,
         source: Some(source),
         sha256,
+        ..ModelConfig::new(id, ModelKind::Chat, cache.join(GGUF))
     }
 }
 
@@ -51,7 +46,7 @@ async fn ask(srv: &common::TestServer, model: &str) -> (u16, Value) {
 async fn start(models: Vec<ModelConfig>, tweak: impl FnOnce(&mut Config)) -> common::TestServer {
     common::start(move |c| {
         c.admin.enabled = true;
-        c.models.retain(|m| m.kind == ModelKind::Chat);
+        c.models.retain(|m| m.kind == Some(ModelKind::Chat));
         c.models.extend(models);
         tweak(c);
     })

@@ -113,17 +113,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .and_then(|s| s.to_str())
             .unwrap_or("model")
             .to_lowercase();
-        cfg.models = vec![ModelConfig {
-            id: id.clone(),
-            kind: ModelKind::Chat,
-            path,
-            chat_template: None,
-            embedding: None,
-            pinned: false,
-            preload: true,
-            source: None,
-            sha256: Default::default(),
-        }];
+        cfg.models = vec![ModelConfig::new(&id, ModelKind::Chat, path)];
         cfg.default_model = id;
     }
     if let Some(f) = args.log_format {

@@ -10,6 +10,9 @@ use std::process::{Command, Stdio};
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    // Each process its own database: tests run side by side.
+    let data = tempfile::tempdir().expect("temporary data folder").keep();
+    c.env("SWITCHYARD_STORAGE__DATA_DIR", data);
     c
 }
 

@@ -29,6 +29,9 @@ pub struct RegistryConfig {
     /// `aws_endpoint`, `aws_region`, `allow_http`), after the `AWS_*`,
     /// `GOOGLE_*` and `AZURE_*` environment variables.
     pub store_options: std::collections::BTreeMap<String, String>,
+    /// Where a model with a `source` and no `path` is copied to, as
+    /// `cache_dir/NAME/VERSION`.
+    pub cache_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,6 +51,7 @@ impl Default for RegistryConfig {
             while_draining: WhileDraining::Wait,
             warmup: false,
             store_options: Default::default(),
+            cache_dir: "models".into(),
         }
     }
 }

@@ -10,8 +10,8 @@ use switchyard_engine::embed::batcher::Batcher;
 use switchyard_engine::embed::EmbeddingModel;
 use switchyard_engine::llm::{EngineConfig, GenerateRequest, GenerationEvent, LlmEngine, SamplingParams};
 
-use super::{failed, store, Embedder, Engine, Lifecycle, ModelSlot};
-use crate::config::{ModelConfig, ModelKind, RegistryConfig};
+use super::{failed, store, Embedder, Engine, Lifecycle, ModelSlot, ModelSpec};
+use crate::config::{ModelKind, RegistryConfig};
 use crate::error::ApiError;
 
 /// Alive while a model's engine still holds its weights.
@@ -55,26 +55,18 @@ pub fn estimate_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-/// The folder holding a model's files: the folder itself, or a GGUF's.
-fn folder(model: &ModelConfig) -> &Path {
-    match model.kind {
-        ModelKind::Chat => model.path.parent().unwrap_or(Path::new(".")),
-        ModelKind::Embedding => &model.path,
-    }
-}
-
 /// Brings the model's files into place: from its store when it has a
 /// source, checking configured sums either way.
 async fn fetch(slot: &ModelSlot, store_options: &BTreeMap<String, String>) -> Result<(), String> {
     let model = &slot.config;
     let Some(source) = &model.source else {
-        return store::verify_local(folder(model), &model.sha256).await;
+        return store::verify_local(&model.folder, &model.sha256).await;
     };
     slot.lock().lifecycle = Lifecycle::Downloading;
     let started = Instant::now();
     let report = store::fetch(
         source,
-        folder(model),
+        &model.folder,
         &model.sha256,
         store::store_options(store_options),
         &slot.progress,
@@ -130,7 +122,7 @@ pub async fn load(slot: &Arc<ModelSlot>, chat: &EngineConfig, cfg: &RegistryConf
     }
 }
 
-fn build(model: &ModelConfig, chat: &EngineConfig) -> Result<Engine, String> {
+fn build(model: &ModelSpec, chat: &EngineConfig) -> Result<Engine, String> {
     match model.kind {
         ModelKind::Chat => {
             let mut cfg = chat.clone();

@@ -10,22 +10,25 @@
 //! inside it run to their end, and the engine's thread then exits and frees
 //! the weights; the model is `stopped` once that has happened.
 
+mod catalog;
 mod load;
+pub mod manifest;
+pub mod spec;
 pub mod store;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use switchyard_api::ErrorKind;
 use switchyard_engine::embed::batcher::Batcher;
 use switchyard_engine::llm::{EngineConfig, LlmEngine};
 
-use crate::config::{Config, ModelConfig, ModelKind, RegistryConfig, WhileDraining};
+use crate::config::{ModelKind, RegistryConfig, WhileDraining};
 use crate::error::ApiError;
 
 pub use load::Liveness;
+pub use spec::{ModelSpec, Origin};
 
 /// A loaded model of either kind.
 #[derive(Clone)]
@@ -78,9 +81,9 @@ struct State {
     draining: Option<Liveness>,
 }
 
-/// A configured model and where it stands.
+/// A registered model version and where it stands.
 pub struct ModelSlot {
-    pub config: ModelConfig,
+    pub config: ModelSpec,
     state: Mutex<State>,
     /// Held while loading: concurrent first requests wait here for one load.
     gate: tokio::sync::Mutex<()>,
@@ -132,6 +135,39 @@ pub struct Snapshot {
 }
 
 impl ModelSlot {
+    fn new(config: ModelSpec) -> Self {
+        ModelSlot {
+            config,
+            state: Mutex::new(State {
+                lifecycle: Lifecycle::Registered,
+                engine: None,
+                failure: None,
+                last_used: None,
+                resident_bytes: 0,
+                draining: None,
+            }),
+            gate: tokio::sync::Mutex::new(()),
+            loads: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
+            progress: store::Progress::default(),
+            served: Served::default(),
+            requests: AtomicU64::new(0),
+            last_load_secs: Mutex::new(None),
+        }
+    }
+
+    /// A slot that is `failed` from the start (its spec did not resolve, or
+    /// it failed before a restart).
+    fn failed(config: ModelSpec, why: String) -> Self {
+        let slot = Self::new(config);
+        {
+            let mut s = slot.lock();
+            s.lifecycle = Lifecycle::Failed;
+            s.failure = Some(why);
+        }
+        slot
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the state half-written
         // (every write is one assignment), so a poisoned lock is still usable.
@@ -164,50 +200,50 @@ impl ModelSlot {
 pub struct Registry {
     /// Set once the start-up preload has run.
     preloaded: std::sync::atomic::AtomicBool,
-    slots: HashMap<String, Arc<ModelSlot>>,
-    order: Vec<String>,
+    /// Every version in registration order. Swapped whole on register and
+    /// delete, so a request sees one consistent list.
+    slots: RwLock<Arc<Vec<Arc<ModelSlot>>>>,
+    /// Serializes registrations and deletions.
+    changes: tokio::sync::Mutex<()>,
     cfg: RegistryConfig,
     chat: EngineConfig,
+    db: switchyard_db::Db,
 }
 
 impl Registry {
-    pub fn new(config: &Config) -> Self {
-        let slots = config
-            .models
-            .iter()
-            .map(|m| {
-                let slot = ModelSlot {
-                    config: m.clone(),
-                    state: Mutex::new(State {
-                        lifecycle: Lifecycle::Registered,
-                        engine: None,
-                        failure: None,
-                        last_used: None,
-                        resident_bytes: 0,
-                        draining: None,
-                    }),
-                    gate: tokio::sync::Mutex::new(()),
-                    loads: AtomicU64::new(0),
-                    downloads: AtomicU64::new(0),
-                    progress: store::Progress::default(),
-                    served: Served::default(),
-                    requests: AtomicU64::new(0),
-                    last_load_secs: Mutex::new(None),
-                };
-                (m.id.clone(), Arc::new(slot))
-            })
-            .collect();
-        Self {
-            preloaded: std::sync::atomic::AtomicBool::new(false),
-            slots,
-            order: config.models.iter().map(|m| m.id.clone()).collect(),
-            cfg: config.registry.clone(),
-            chat: config.engine.chat_engine(),
+    /// The slot `id` names: `name:version` exactly, or for a bare `name`
+    /// its newest ready version (else its newest that has not failed, which
+    /// then loads; else its newest).
+    pub fn get(&self, id: &str) -> Option<Arc<ModelSlot>> {
+        let slots = self.slots();
+        if id.contains(':') {
+            return slots.iter().find(|s| s.config.id == id).cloned();
         }
+        let mut versions: Vec<&Arc<ModelSlot>> = slots.iter().filter(|s| s.config.name == id).collect();
+        versions.sort_by(|a, b| version_order(a.config.version.as_deref(), b.config.version.as_deref()));
+        let newest = |pred: &dyn Fn(Lifecycle) -> bool| versions.iter().rev().find(|s| pred(s.lifecycle())).copied();
+        newest(&|l| l == Lifecycle::Ready)
+            .or_else(|| newest(&|l| l != Lifecycle::Failed))
+            .or_else(|| versions.last().copied())
+            .cloned()
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<ModelSlot>> {
-        self.slots.get(id)
+    /// Every version, in registration order (config first).
+    pub fn slots(&self) -> Arc<Vec<Arc<ModelSlot>>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The names clients can call, each once, with the version it resolves
+    /// to now.
+    pub fn served(&self) -> Vec<Arc<ModelSlot>> {
+        let mut names: Vec<&str> = Vec::new();
+        let slots = self.slots();
+        for s in slots.iter() {
+            if !names.contains(&s.config.name.as_str()) {
+                names.push(&s.config.name);
+            }
+        }
+        names.iter().filter_map(|n| self.get(n)).collect()
     }
 
     /// Counts an error answer for `id`, when that names a model.
@@ -217,13 +253,12 @@ impl Registry {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
-        self.order.iter().filter_map(|id| self.slots.get(id))
-    }
-
     /// Loads the models marked `preload`, in config order, while they fit.
     pub async fn load_all(&self) {
-        for slot in self.iter().filter(|s| s.config.preload) {
+        for slot in self.slots().iter().filter(|s| s.config.preload) {
+            if slot.lifecycle() != Lifecycle::Registered {
+                continue;
+            }
             if !self.fits_without_eviction(slot) {
                 tracing::info!(model = %slot.config.id, "not preloaded: no room (loads on first request)");
                 continue;
@@ -241,41 +276,38 @@ impl Registry {
 
     /// Loads `id` now (admin API), retrying a model that failed before.
     pub async fn load_now(&self, id: &str) -> Result<Engine, ApiError> {
-        let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?;
-        {
-            let mut s = slot.lock();
-            if s.lifecycle == Lifecycle::Failed {
-                s.lifecycle = Lifecycle::Registered;
-                s.failure = None;
-            }
+        let mut slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?;
+        if slot.lifecycle() == Lifecycle::Failed {
+            // Resolve it again: the files or the store may have been fixed.
+            slot = self.retry(&slot).await?;
         }
-        self.ensure_loaded(slot).await
+        self.ensure_loaded(&slot).await
     }
 
     /// The engine of `id`, loading it first if needed. It must be of `kind`
     /// (a 400 naming `model` otherwise); 404 when unknown; 503 when it failed
     /// to load, cannot be made room for, or is draining under `reject`.
-    pub async fn acquire(&self, id: &str, kind: ModelKind) -> Result<Engine, ApiError> {
+    pub async fn acquire(&self, id: &str, kind: ModelKind) -> Result<(Engine, Arc<ModelSlot>), ApiError> {
         let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?;
-        check_kind(slot, kind)?;
-        let engine = self.ensure_loaded(slot).await?;
+        check_kind(&slot, kind)?;
+        let engine = self.ensure_loaded(&slot).await?;
         slot.requests.fetch_add(1, Ordering::Relaxed);
-        Ok(engine)
+        Ok((engine, slot))
     }
 
-    /// The chat engine for `id`.
-    pub async fn engine(&self, id: &str) -> Result<Arc<LlmEngine>, ApiError> {
+    /// The chat engine for `id`, and the version that serves it.
+    pub async fn engine(&self, id: &str) -> Result<(Arc<LlmEngine>, Arc<ModelSlot>), ApiError> {
         match self.acquire(id, ModelKind::Chat).await? {
-            Engine::Chat(e) => Ok(e),
-            Engine::Embedding(_) => Err(ApiError::internal(format!("`{id}` loaded as the wrong kind"))),
+            (Engine::Chat(e), slot) => Ok((e, slot)),
+            (Engine::Embedding(_), _) => Err(ApiError::internal(format!("`{id}` loaded as the wrong kind"))),
         }
     }
 
     /// The embedding model and batcher for `id`.
     pub async fn embedder(&self, id: &str) -> Result<Arc<Embedder>, ApiError> {
         match self.acquire(id, ModelKind::Embedding).await? {
-            Engine::Embedding(b) => Ok(b),
-            Engine::Chat(_) => Err(ApiError::internal(format!("`{id}` loaded as the wrong kind"))),
+            (Engine::Embedding(b), _) => Ok(b),
+            (Engine::Chat(_), _) => Err(ApiError::internal(format!("`{id}` loaded as the wrong kind"))),
         }
     }
 
@@ -320,21 +352,29 @@ impl Registry {
         // A drain in progress finishes first: its memory is not free yet.
         load::wait_stopped(slot, wait).await;
         self.make_room(slot).await?;
-        load::load(slot, &self.chat, &self.cfg).await
+        self.persist(slot, Lifecycle::Loading).await;
+        let result = load::load(slot, &self.chat, &self.cfg).await;
+        self.persist(slot, slot.lifecycle()).await;
+        result
     }
 
-    fn resident(&self) -> impl Iterator<Item = &Arc<ModelSlot>> {
-        self.iter().filter(|s| {
-            matches!(
-                s.lifecycle(),
-                Lifecycle::Downloading | Lifecycle::Loading | Lifecycle::Ready | Lifecycle::Draining
-            )
-        })
+    fn resident(&self) -> Vec<Arc<ModelSlot>> {
+        self.slots()
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.lifecycle(),
+                    Lifecycle::Downloading | Lifecycle::Loading | Lifecycle::Ready | Lifecycle::Draining
+                )
+            })
+            .cloned()
+            .collect()
     }
 
     fn fits_without_eviction(&self, slot: &ModelSlot) -> bool {
-        let count = self.resident().count();
-        let bytes: u64 = self.resident().map(|s| s.lock().resident_bytes).sum();
+        let resident = self.resident();
+        let count = resident.len();
+        let bytes: u64 = resident.iter().map(|s| s.lock().resident_bytes).sum();
         let max_bytes = self.cfg.max_resident_mib << 20;
         (self.cfg.max_resident_models == 0 || count < self.cfg.max_resident_models)
             && (max_bytes == 0 || bytes + load::estimate_bytes(&slot.config.path) <= max_bytes)
@@ -344,6 +384,7 @@ impl Registry {
     async fn make_room(&self, slot: &Arc<ModelSlot>) -> Result<(), ApiError> {
         while !self.fits_without_eviction(slot) {
             let victim = self
+                .slots()
                 .iter()
                 .filter(|s| !Arc::ptr_eq(s, slot) && !s.config.pinned)
                 .filter_map(|s| {
@@ -364,6 +405,7 @@ impl Registry {
             };
             tracing::info!(evicted = %victim.config.id, for_model = %slot.config.id, "evicting least recently used model");
             let drained = load::drain(&victim, Duration::from_secs(self.cfg.drain_timeout_secs)).await;
+            self.persist(&victim, victim.lifecycle()).await;
             if !drained {
                 tracing::warn!(model = %victim.config.id, "drain timed out; loading the next model anyway");
                 break;
@@ -375,10 +417,34 @@ impl Registry {
     /// Starts unloading `id` (admin API); the returned future resolves once
     /// it has stopped or the drain timed out.
     pub fn unload(&self, id: &str) -> Result<impl std::future::Future<Output = bool> + Send + 'static, ApiError> {
-        let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?.clone();
+        let slot = self.get(id).ok_or_else(|| ApiError::model_not_found(id))?;
         let timeout = Duration::from_secs(self.cfg.drain_timeout_secs);
         load::begin_drain(&slot);
-        Ok(async move { load::wait_stopped(&slot, timeout).await })
+        let db = self.db.clone();
+        Ok(async move {
+            let stopped = load::wait_stopped(&slot, timeout).await;
+            catalog::record(&db, &slot, slot.lifecycle()).await;
+            stopped
+        })
+    }
+
+    async fn persist(&self, slot: &ModelSlot, lifecycle: Lifecycle) {
+        catalog::record(&self.db, slot, lifecycle).await;
+    }
+}
+
+/// Versions in order: unversioned first, numbers by value, others by text.
+fn version_order(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(a), Some(b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => a.cmp(b),
+        },
     }
 }
 
@@ -387,6 +453,10 @@ fn failed(id: &str, why: &str) -> ApiError {
 }
 
 fn check_kind(slot: &ModelSlot, kind: ModelKind) -> Result<(), ApiError> {
+    // A version whose files could not be read has no known kind: say why.
+    if let Some(why) = slot.lock().failure.clone() {
+        return Err(failed(&slot.config.id, &why));
+    }
     if slot.config.kind == kind {
         return Ok(());
     }
@@ -404,4 +474,18 @@ fn check_kind(slot: &ModelSlot, kind: ModelKind) -> Result<(), ApiError> {
     )
     .param("model")
     .code("model_not_supported"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_order;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn versions_sort_by_number_then_text() {
+        assert_eq!(version_order(Some("10"), Some("9")), Greater);
+        assert_eq!(version_order(None, Some("1")), Less);
+        assert_eq!(version_order(Some("2"), Some("beta")), Less);
+        assert_eq!(version_order(Some("2026-02"), Some("2026-01")), Greater);
+    }
 }

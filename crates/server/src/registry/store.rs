@@ -260,3 +260,26 @@ pub async fn verify_local(dir: &Path, sha256: &BTreeMap<String, String>) -> Resu
     }
     Ok(())
 }
+
+/// What a source holds before anything is downloaded: its file names, and
+/// the text of its `model.yaml` when it has one.
+pub async fn peek(source: &str, options: Vec<(String, String)>) -> Result<(Vec<String>, Option<String>), String> {
+    let url = url::Url::parse(source).map_err(|e| format!("model source `{source}` is not a URL: {e}"))?;
+    let (store, prefix) =
+        object_store::parse_url_opts(&url, options).map_err(|e| format!("model source `{source}`: {e}"))?;
+    let files = list(store.as_ref(), &prefix)
+        .await
+        .map_err(|e| format!("cannot list `{source}`: {e}"))?;
+    let Some((_, meta)) = files.iter().find(|(rel, _)| rel == super::manifest::FILE_NAME) else {
+        return Ok((files.into_iter().map(|(rel, _)| rel).collect(), None));
+    };
+    let bytes = store
+        .get(&meta.location)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", meta.location))?
+        .bytes()
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", meta.location))?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| "model.yaml is not UTF-8".to_string())?;
+    Ok((files.into_iter().map(|(rel, _)| rel).collect(), Some(text)))
+}

@@ -1,5 +1,5 @@
-//! The admin API (`admin.enabled`): list models with their lifecycle and
-//! memory, load and unload them.
+//! The admin API (`admin.enabled`): list model versions with their
+//! lifecycle and memory, register, load, unload and delete them.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -10,15 +10,23 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::config::ModelConfig;
 use crate::error::ApiError;
+use crate::extract::OpenAiJson;
 use crate::state::{AppState, Engine, ModelSlot};
 
 fn entry(slot: &ModelSlot) -> Value {
     let snap = slot.snapshot();
     let mut v = json!({
         "id": slot.config.id,
+        "name": slot.config.name,
+        "version": slot.config.version,
+        "origin": slot.config.origin.as_str(),
         "kind": slot.config.kind.as_str(),
+        "format": slot.config.format.as_str(),
         "path": slot.config.path,
+        "labels": slot.config.labels,
+        "context_length": slot.config.context_length,
         "status": snap.lifecycle.as_str(),
         "pinned": slot.config.pinned,
         "resident_bytes": snap.resident_bytes,
@@ -47,7 +55,7 @@ fn entry(slot: &ModelSlot) -> Value {
 
 /// `GET /admin/models`
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = state.models.iter().map(|s| entry(s)).collect();
+    let data: Vec<Value> = state.models.slots().iter().map(|s| entry(s)).collect();
     Json(json!({"object": "list", "data": data}))
 }
 
@@ -55,6 +63,7 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
 pub async fn stats(State(state): State<AppState>) -> Json<Value> {
     let data: Vec<Value> = state
         .models
+        .slots()
         .iter()
         .map(|slot| {
             let s = &slot.served;
@@ -82,7 +91,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<Value> {
 pub async fn load(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     state.models.load_now(&id).await?;
     let slot = state.models.get(&id).ok_or_else(|| ApiError::model_not_found(&id))?;
-    Ok(Json(entry(slot)))
+    Ok(Json(entry(&slot)))
 }
 
 #[derive(Deserialize)]
@@ -104,8 +113,26 @@ pub async fn unload(
     if q.wait {
         let stopped = drain.await;
         let code = if stopped { StatusCode::OK } else { StatusCode::ACCEPTED };
-        return Ok((code, Json(entry(slot))).into_response());
+        return Ok((code, Json(entry(&slot))).into_response());
     }
     tokio::spawn(drain);
-    Ok((StatusCode::ACCEPTED, Json(entry(slot))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(entry(&slot))).into_response())
+}
+
+/// `POST /admin/models`: registers a model version (the body is a `models`
+/// entry of the config file); 201 with its entry. Its files are read (or
+/// its source listed) now, so a version that cannot be served is a 400.
+pub async fn register(
+    State(state): State<AppState>,
+    OpenAiJson(model): OpenAiJson<ModelConfig>,
+) -> Result<Response, ApiError> {
+    let slot = state.models.register(model).await?;
+    Ok((StatusCode::CREATED, Json(entry(&slot))).into_response())
+}
+
+/// `DELETE /admin/models/{id}`: drains and forgets a version registered
+/// through this API (`name:version`).
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    state.models.delete(&id).await?;
+    Ok(Json(json!({"id": id, "object": "model", "deleted": true})))
 }

@@ -23,7 +23,8 @@ pub async fn chat(
 }
 
 async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Response, ApiError> {
-    let engine = state.models.engine(&req.model).await?;
+    let (engine, slot) = state.models.engine(&req.model).await?;
+    let defaults = slot.config.generation(&state.config.generation);
     let vocab = engine.tokenizer().vocab_size();
     validate::chat_unsupported(&req)?;
     let messages = validate::chat_messages(&req.messages)?;
@@ -42,13 +43,13 @@ async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Resp
             include_usage: req.stream_options.as_ref().map(|o| o.include_usage),
             n: req.n,
         },
-        &state.config.generation,
+        &defaults,
         vocab,
     )?;
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
     let gen = service::start(
         state,
-        engine,
+        (engine, slot),
         &req.model,
         PromptSource::Chat(messages),
         knobs,
@@ -73,7 +74,8 @@ pub async fn completions(
 }
 
 async fn completions_inner(state: &AppState, req: CompletionRequest) -> Result<Response, ApiError> {
-    let engine = state.models.engine(&req.model).await?;
+    let (engine, slot) = state.models.engine(&req.model).await?;
+    let defaults = slot.config.generation(&state.config.generation);
     let vocab = engine.tokenizer().vocab_size();
     let prompt = match validate::completion_prompt(&req, vocab)? {
         PromptInput::Text(t) => PromptSource::Text(t),
@@ -94,12 +96,12 @@ async fn completions_inner(state: &AppState, req: CompletionRequest) -> Result<R
             include_usage: req.stream_options.as_ref().map(|o| o.include_usage),
             n: req.n,
         },
-        &state.config.generation,
+        &defaults,
         vocab,
     )?;
     let echo = req.echo.unwrap_or(false);
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
-    let gen = service::start(state, engine, &req.model, prompt, knobs, "cmpl").await?;
+    let gen = service::start(state, (engine, slot), &req.model, prompt, knobs, "cmpl").await?;
     if stream {
         Ok(respond::stream(gen, Shape::Completion, include_usage, echo))
     } else {

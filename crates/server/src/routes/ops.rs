@@ -21,8 +21,9 @@ fn status_word(slot: &ModelSlot) -> &'static str {
 pub async fn root(State(state): State<AppState>) -> Json<serde_json::Value> {
     let models: Vec<_> = state
         .models
+        .served()
         .iter()
-        .map(|s| json!({"id": s.config.id, "kind": s.config.kind.as_str(), "status": status_word(s)}))
+        .map(|s| json!({"id": s.config.name, "version": s.config.version, "kind": s.config.kind.as_str(), "status": status_word(s)}))
         .collect();
     Json(json!({
         "name": "switchyard",
@@ -40,7 +41,7 @@ pub async fn health() -> Json<serde_json::Value> {
 /// failed (a model not resident loads on its first request).
 pub async fn ready(State(state): State<AppState>) -> Response {
     let default = &state.config.default_model;
-    let word = state.models.get(default).map(|s| status_word(s));
+    let word = state.models.get(default).map(|s| status_word(&s));
     let ok = state.models.preloaded() && word.is_some_and(|w| w != "failed");
     if ok {
         return Json(json!({"status": "ready"})).into_response();
@@ -58,7 +59,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    for slot in state.models.iter() {
+    for slot in state.models.slots().iter() {
         let snap = slot.snapshot();
         let id = slot.config.id.clone();
         metrics::gauge!(telemetry::MODEL_RESIDENT_BYTES, "model" => id.clone()).set(snap.resident_bytes as f64);
@@ -116,8 +117,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
+    let cap = slot.config.context_length.unwrap_or(usize::MAX);
     let (context_length, dimensions) = match slot.snapshot().engine {
-        Some(Engine::Chat(e)) => (Some(e.config().context_length as u32), None),
+        Some(Engine::Chat(e)) => (Some(e.config().context_length.min(cap) as u32), None),
         Some(Engine::Embedding(e)) => {
             let m = e.batcher.model();
             (Some(m.max_tokens() as u32), Some(m.dims() as u32))
@@ -125,7 +127,8 @@ fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
         _ => (None, None),
     };
     Model {
-        id: slot.config.id.clone(),
+        id: slot.config.name.clone(),
+        version: slot.config.version.clone(),
         object: "model".into(),
         created: state.started_unix,
         owned_by: "switchyard".into(),
@@ -138,13 +141,15 @@ fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList {
         object: "list".into(),
-        data: state.models.iter().map(|s| model_entry(&state, s)).collect(),
+        data: state.models.served().iter().map(|s| model_entry(&state, s)).collect(),
     })
 }
 
 pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
     let slot = state.models.get(&id).ok_or_else(|| ApiError::model_not_found(&id))?;
-    Ok(Json(model_entry(&state, slot)))
+    let mut model = model_entry(&state, &slot);
+    model.id = id; // as asked: `name` or `name:version`
+    Ok(Json(model))
 }
 
 pub async fn not_found() -> ApiError {

@@ -76,14 +76,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// metrics are one test's alone.
 pub fn extra_model(cfg: &mut Config, id: &str, embedding: EmbeddingConfig) {
     cfg.models.push(ModelConfig {
-        id: id.into(),
-        kind: ModelKind::Embedding,
-        path: super::minilm_dir(),
-        chat_template: None,
         embedding: Some(embedding),
-        pinned: false,
-        preload: true,
-        source: None,
-        sha256: Default::default(),
+        ..ModelConfig::new(id, ModelKind::Embedding, super::minilm_dir())
     });
 }

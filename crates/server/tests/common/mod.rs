@@ -19,7 +19,9 @@ pub const EMBED_MODEL: &str = DEFAULT_EMBEDDING_MODEL_ID;
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
+    pub state: AppState,
     task: tokio::task::JoinHandle<()>,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestServer {
@@ -56,26 +58,31 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     let mut cfg = Config::default();
     model_path();
     minilm_dir();
+    // Each server its own database, unless the tweak names one.
+    let data = tempfile::tempdir().expect("temporary data folder");
+    cfg.storage.data_dir = data.path().to_path_buf();
     tweak(&mut cfg);
     for m in &mut cfg.models {
-        if m.path.is_relative() {
+        if m.path.is_relative() && !m.path.as_os_str().is_empty() {
             m.path = repo_root().join(&m.path);
         }
     }
-    let state = AppState::new(cfg);
+    let state = AppState::open(cfg).await.expect("server state");
     state.models.load_all().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
-    let app = switchyard_server::router(state);
+    let app = switchyard_server::router(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     TestServer {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
+        state,
         task,
+        _data: Some(data),
     }
 }
 
