@@ -148,7 +148,7 @@ impl DeploymentConfig {
     /// Checks every field; the first error names it.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field: &str, message: &str| ConfigError {
-            deployment: self.name.clone(),
+            scope: format!("deployment `{}`", self.name),
             field: field.to_owned(),
             message: message.to_owned(),
         };
@@ -235,11 +235,12 @@ fn check_url(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A configuration error naming the deployment and the field.
+/// A configuration error naming where (``deployment `a` ``, ``route `chat` ``)
+/// and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("deployment `{deployment}`: {field}: {message}")]
+#[error("{scope}: {field}: {message}")]
 pub struct ConfigError {
-    pub deployment: String,
+    pub scope: String,
     pub field: String,
     pub message: String,
 }
@@ -312,6 +313,6 @@ mod tests {
         c.name = " ".into();
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "name");
-        assert!(e.to_string().contains("name: must not be empty"));
+        assert_eq!(e.to_string(), "deployment ` `: name: must not be empty");
     }
 }

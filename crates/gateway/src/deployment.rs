@@ -53,7 +53,7 @@ impl Deployment {
     pub fn new(cfg: DeploymentConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let err = |field: &str, message: String| ConfigError {
-            deployment: cfg.name.clone(),
+            scope: format!("deployment `{}`", cfg.name),
             field: field.to_owned(),
             message,
         };
@@ -78,6 +78,8 @@ impl Deployment {
             .tcp_nodelay(true)
             .connect_timeout(cfg.timeouts.connect())
             .pool_idle_timeout(Duration::from_secs(90))
+            // An API answer is never a redirect to follow: a 3xx is passed back.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| err("base_url", error_chain(&e)))?;
@@ -172,6 +174,7 @@ impl Deployment {
         let send = self
             .client
             .post(slot.endpoint().url(&req.path))
+            .headers(req.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body)
             .send();

@@ -18,6 +18,9 @@ pub struct UpstreamRequest {
     /// The body asks for `stream: true`: a 2xx answer is passed through as
     /// a stream of chunks instead of being read whole.
     pub stream: bool,
+    /// Per-request headers to send along (e.g. a request id), on top of the
+    /// deployment's own; empty by default.
+    pub headers: HeaderMap,
 }
 
 impl UpstreamRequest {
@@ -26,6 +29,7 @@ impl UpstreamRequest {
             path: path.into(),
             body: body.into(),
             stream,
+            headers: HeaderMap::new(),
         }
     }
 }

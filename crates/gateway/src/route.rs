@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::config::ConfigError;
 use crate::deployment::Deployment;
 use crate::error::GatewayError;
 use crate::request::{UpstreamRequest, UpstreamResponse};
@@ -16,11 +17,17 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(name: impl Into<String>, deployments: Vec<Arc<Deployment>>) -> Self {
-        Self {
-            name: name.into(),
-            deployments,
+    /// A route needs at least one deployment.
+    pub fn new(name: impl Into<String>, deployments: Vec<Arc<Deployment>>) -> Result<Self, ConfigError> {
+        let name = name.into();
+        if deployments.is_empty() {
+            return Err(ConfigError {
+                scope: format!("route `{name}`"),
+                field: "deployments".into(),
+                message: "must list at least one deployment".into(),
+            });
         }
+        Ok(Self { name, deployments })
     }
 
     pub fn name(&self) -> &str {
@@ -47,15 +54,18 @@ impl Route {
                 }
             }
         }
-        Err(match last {
-            Some((tried, last)) => GatewayError::AllFailed {
-                tried,
-                attempts,
-                last: Box::new(last),
-            },
-            None => GatewayError::InvalidRequest {
-                message: format!("route `{}` has no deployments", self.name),
-            },
+        let (tried, last) = last.unwrap_or_else(|| {
+            // Unreachable: `new` refuses an empty route.
+            let refused = GatewayError::BreakerOpen {
+                deployment: self.name.clone(),
+                retry_after: std::time::Duration::ZERO,
+            };
+            (0, refused)
+        });
+        Err(GatewayError::AllFailed {
+            tried,
+            attempts,
+            last: Box::new(last),
         })
     }
 }

@@ -49,7 +49,8 @@ async fn a_route_falls_back_when_the_first_deployment_fails() {
             Arc::new(Deployment::new(config("a", &a.url)).unwrap()),
             Arc::new(Deployment::new(config("b", &b.url)).unwrap()),
         ],
-    );
+    )
+    .unwrap();
     let r = within(5, route.call(&chat(false))).await.unwrap();
     assert_eq!(r.deployment, "b");
     assert_eq!(r.attempts, 4, "three on a, one on b");
@@ -71,7 +72,8 @@ async fn a_route_skips_a_deployment_whose_breaker_is_open() {
     let route = Route::new(
         "chat",
         vec![first, Arc::new(Deployment::new(config("b", &b.url)).unwrap())],
-    );
+    )
+    .unwrap();
     let r = within(5, route.call(&chat(false))).await.unwrap();
     assert_eq!((r.deployment.as_str(), r.attempts), ("b", 1));
     assert_eq!(a.calls(), 1, "the open breaker kept the call off a");
@@ -87,7 +89,8 @@ async fn when_every_deployment_fails_the_last_error_decides() {
             Arc::new(Deployment::new(config("a", &a.url)).unwrap()),
             Arc::new(Deployment::new(config("b", &b.url)).unwrap()),
         ],
-    );
+    )
+    .unwrap();
     let err = within(5, route.call(&chat(false))).await.unwrap_err();
     let GatewayError::AllFailed { tried, attempts, last } = &err else {
         panic!("{err:?}");
@@ -107,7 +110,8 @@ async fn a_client_error_does_not_fall_back() {
             Arc::new(Deployment::new(config("a", &a.url)).unwrap()),
             Arc::new(Deployment::new(config("b", &b.url)).unwrap()),
         ],
-    );
+    )
+    .unwrap();
     let r = within(5, route.call(&chat(false))).await.unwrap();
     assert_eq!((r.status.as_u16(), r.deployment.as_str()), (422, "a"));
     assert_eq!(b.calls(), 0);
@@ -132,6 +136,15 @@ async fn concurrent_calls_spread_over_two_replicas() {
     assert_eq!(a.calls() + b.calls(), 20);
     assert!(a.calls() >= 5 && b.calls() >= 5, "a={} b={}", a.calls(), b.calls());
     assert!(d.endpoints().iter().all(|e| e.outstanding == 0));
+}
+
+#[test]
+fn an_empty_route_is_refused() {
+    let err = Route::new("chat", vec![]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "route `chat`: deployments: must list at least one deployment"
+    );
 }
 
 #[tokio::test]

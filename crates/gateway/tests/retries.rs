@@ -143,3 +143,38 @@ async fn a_body_that_is_not_json_is_refused_before_the_network() {
     assert_eq!(err.info().status, StatusCode::BAD_REQUEST);
     assert_eq!(up.calls(), 0);
 }
+
+#[tokio::test]
+async fn the_key_and_extra_headers_are_sent_and_the_key_never_printed() {
+    let up = Upstream::start(vec![]).await;
+    let key_file = std::env::temp_dir().join(format!("sy-gw-key-{}", std::process::id()));
+    std::fs::write(&key_file, "sk-test-123\n").unwrap();
+    let mut cfg = config("a", &up.url);
+    cfg.api_key = Some(switchyard_gateway::SecretRef::File(key_file.clone()));
+    cfg.headers.insert("OpenAI-Organization".into(), "org-1".into());
+    let d = Deployment::new(cfg).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    assert!(!format!("{d:?}").contains("sk-test-123"));
+    let mut req = chat(false);
+    req.headers.insert("x-request-id", "req-9".parse().unwrap());
+    within(5, d.call(&req)).await.unwrap();
+    let h = &up.headers()[0];
+    assert_eq!(h["authorization"], "Bearer sk-test-123");
+    assert_eq!(h["openai-organization"], "org-1");
+    assert_eq!(h["x-request-id"], "req-9");
+    assert_eq!(h["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn a_redirect_is_passed_back_not_followed() {
+    let moved = Step::Json {
+        status: 307,
+        body: String::new(),
+        headers: vec![("location", "http://127.0.0.1:1/elsewhere".into())],
+        delay_ms: 0,
+    };
+    let up = Upstream::start(vec![moved]).await;
+    let d = Deployment::new(config("a", &up.url)).unwrap();
+    let r = within(5, d.call(&chat(false))).await.unwrap();
+    assert_eq!((r.status.as_u16(), up.calls()), (307, 1));
+}

@@ -136,3 +136,30 @@ async fn dropping_the_stream_reports_cancelled() {
     assert_eq!(summary.outcome, StreamOutcome::Cancelled);
     assert_eq!(d.endpoints()[0].outstanding, 0);
 }
+
+#[tokio::test]
+async fn the_total_deadline_ends_a_stalled_stream_with_a_timeout_item() {
+    let up = Upstream::start(vec![Step::Sse {
+        chunks: vec![(0, sse_chunk("a")), (3_000, sse_chunk("never"))],
+        abort: false,
+    }])
+    .await;
+    let mut cfg = config("a", &up.url);
+    cfg.timeouts.total_ms = 400;
+    let d = Deployment::new(cfg).unwrap();
+    let r = within(5, d.call(&chat(true))).await.unwrap();
+    let (got, error, summary) = within(5, drain(r)).await;
+    assert_eq!(text(&got), sse_chunk("a"));
+    assert!(
+        matches!(
+            error,
+            Some(GatewayError::Timeout {
+                phase: switchyard_gateway::TimeoutPhase::Total,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(summary.outcome, StreamOutcome::Failed);
+    assert_eq!(up.calls(), 1);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use futures::StreamExt;
@@ -81,6 +81,7 @@ struct Shared {
     script: Mutex<VecDeque<Step>>,
     calls: AtomicUsize,
     bodies: Mutex<Vec<serde_json::Value>>,
+    headers: Mutex<Vec<HeaderMap>>,
     /// When each SSE chunk was handed to the server, in send order.
     sent: Mutex<Vec<Instant>>,
 }
@@ -119,13 +120,19 @@ impl Upstream {
         self.shared.bodies.lock().unwrap().clone()
     }
 
+    /// The request headers of each call.
+    pub fn headers(&self) -> Vec<HeaderMap> {
+        self.shared.headers.lock().unwrap().clone()
+    }
+
     pub fn sent(&self) -> Vec<Instant> {
         self.shared.sent.lock().unwrap().clone()
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     shared.calls.fetch_add(1, Ordering::SeqCst);
+    shared.headers.lock().unwrap().push(headers);
     if let Ok(v) = serde_json::from_slice(&body) {
         shared.bodies.lock().unwrap().push(v);
     }
