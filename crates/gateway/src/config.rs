@@ -54,6 +54,8 @@ pub struct TimeoutConfig {
     pub first_byte_ms: u64,
     /// The whole call: every attempt, backoff, and the streamed body.
     pub total_ms: u64,
+    /// The longest silence between two chunks of a stream after its first.
+    pub stream_idle_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -62,6 +64,7 @@ impl Default for TimeoutConfig {
             connect_ms: 2_000,
             first_byte_ms: 60_000,
             total_ms: 600_000,
+            stream_idle_ms: 60_000,
         }
     }
 }
@@ -172,6 +175,7 @@ impl DeploymentConfig {
             ("timeouts.connect_ms", t.connect_ms),
             ("timeouts.first_byte_ms", t.first_byte_ms),
             ("timeouts.total_ms", t.total_ms),
+            ("timeouts.stream_idle_ms", t.stream_idle_ms),
         ] {
             if v == 0 {
                 return Err(err(field, "must be greater than 0"));
@@ -221,6 +225,9 @@ impl TimeoutConfig {
     }
     pub fn total(&self) -> Duration {
         Duration::from_millis(self.total_ms)
+    }
+    pub fn stream_idle(&self) -> Duration {
+        Duration::from_millis(self.stream_idle_ms)
     }
 }
 

@@ -200,7 +200,13 @@ impl Deployment {
             };
             return self.retry(slot, error, retry_after);
         }
-        if req.stream && status.is_success() {
+        // A stream request answered with plain JSON (an upstream that ignores
+        // `stream`) is read whole, so its usage is still seen.
+        let json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if req.stream && status.is_success() && !json {
             let mut chunks = response.bytes_stream().boxed();
             let first = match timeout_at(first_byte_at.into(), chunks.next()).await {
                 Ok(Some(Ok(first))) => first,
@@ -215,7 +221,13 @@ impl Deployment {
                 Err(_) => return self.retry(slot, self.timeout(phase), None),
             };
             slot.first_byte();
-            let (chunks, summary) = UpstreamStream::new(self.name.clone(), first, chunks, deadline, slot);
+            let (chunks, summary) = UpstreamStream::new(
+                self.name.clone(),
+                first,
+                chunks,
+                (deadline, self.timeouts.stream_idle()),
+                slot,
+            );
             return Ok(self.answer(status, headers, UpstreamBody::Stream { chunks, summary }));
         }
         slot.first_byte();

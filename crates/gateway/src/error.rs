@@ -19,6 +19,8 @@ pub enum TimeoutPhase {
     FirstByte,
     /// The call's whole budget (`total_ms`), including a streamed body.
     Total,
+    /// A stream went silent for `stream_idle_ms` after its first chunk.
+    StreamIdle,
 }
 
 impl TimeoutPhase {
@@ -27,6 +29,7 @@ impl TimeoutPhase {
             Self::Connect => "connect",
             Self::FirstByte => "first_byte",
             Self::Total => "total",
+            Self::StreamIdle => "stream_idle",
         }
     }
 }

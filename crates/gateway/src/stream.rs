@@ -11,6 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -73,6 +74,8 @@ pub struct UpstreamStream {
     first: Option<Bytes>,
     inner: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     deadline: Pin<Box<Sleep>>,
+    idle_limit: Duration,
+    idle: Pin<Box<Sleep>>,
     scanner: SseScanner,
     bytes: u64,
     attempt: Option<Attempt>,
@@ -81,12 +84,12 @@ pub struct UpstreamStream {
 
 impl UpstreamStream {
     /// `first` was already read (it proved the upstream answers); `deadline`
-    /// is the call's total deadline.
+    /// is the call's total deadline, `idle_limit` the longest gap between chunks.
     pub(crate) fn new(
         deployment: String,
         first: Bytes,
         inner: BoxStream<'static, reqwest::Result<Bytes>>,
-        deadline: std::time::Instant,
+        (deadline, idle_limit): (std::time::Instant, Duration),
         attempt: Attempt,
     ) -> (Self, StreamSummaryReceiver) {
         let (tx, rx) = oneshot::channel();
@@ -95,6 +98,8 @@ impl UpstreamStream {
             first: Some(first),
             inner: Some(inner),
             deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+            idle_limit,
+            idle: Box::pin(tokio::time::sleep(idle_limit)),
             scanner: SseScanner::default(),
             bytes: 0,
             attempt: Some(attempt),
@@ -105,6 +110,8 @@ impl UpstreamStream {
 
     fn forward(&mut self, chunk: Bytes) -> Poll<Option<Result<Bytes, GatewayError>>> {
         self.scanner.feed(&chunk);
+        let idle_until = tokio::time::Instant::now() + self.idle_limit;
+        self.idle.as_mut().reset(idle_until);
         self.bytes += chunk.len() as u64;
         Poll::Ready(Some(Ok(chunk)))
     }
@@ -161,16 +168,20 @@ impl Stream for UpstreamStream {
                 this.finish(StreamOutcome::Completed);
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let error = GatewayError::Timeout {
-                        deployment: this.deployment.clone(),
-                        phase: TimeoutPhase::Total,
-                    };
-                    this.fail(error)
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let phase = if this.deadline.as_mut().poll(cx).is_ready() {
+                    TimeoutPhase::Total
+                } else if this.idle.as_mut().poll(cx).is_ready() {
+                    TimeoutPhase::StreamIdle
+                } else {
+                    return Poll::Pending;
+                };
+                let error = GatewayError::Timeout {
+                    deployment: this.deployment.clone(),
+                    phase,
+                };
+                this.fail(error)
+            }
         }
     }
 }

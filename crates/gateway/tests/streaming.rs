@@ -163,3 +163,31 @@ async fn the_total_deadline_ends_a_stalled_stream_with_a_timeout_item() {
     assert_eq!(summary.outcome, StreamOutcome::Failed);
     assert_eq!(up.calls(), 1);
 }
+
+#[tokio::test]
+async fn a_stream_silent_past_stream_idle_ends_with_a_timeout_item() {
+    let up = Upstream::start(vec![Step::Sse {
+        chunks: vec![(0, sse_chunk("a")), (50, sse_chunk("b")), (3_000, sse_chunk("never"))],
+        abort: false,
+    }])
+    .await;
+    let mut cfg = config("a", &up.url);
+    cfg.timeouts.stream_idle_ms = 300;
+    let d = Deployment::new(cfg).unwrap();
+    let r = within(5, d.call(&chat(true))).await.unwrap();
+    let (got, error, _) = within(5, drain(r)).await;
+    assert_eq!(text(&got), sse_chunk("a") + &sse_chunk("b"));
+    let phase = match error {
+        Some(GatewayError::Timeout { phase, .. }) => phase,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(phase.as_str(), "stream_idle");
+}
+
+#[tokio::test]
+async fn a_json_answer_to_a_stream_request_is_read_whole_with_usage() {
+    let up = Upstream::start(vec![ok()]).await;
+    let d = Deployment::new(config("a", &up.url)).unwrap();
+    let r = within(5, d.call(&chat(true))).await.unwrap();
+    assert_eq!(r.usage().unwrap().total_tokens, 12);
+}
