@@ -21,9 +21,18 @@
 //!    another replica. Other statuses (4xx) are the answer, passed back as is.
 //! 4. Nothing is retried once bytes may have reached the caller: whole bodies
 //!    are read before they are returned, and a stream is returned only after
-//!    its first chunk arrived; from then on a break is an error item.
+//!    its first chunk arrived; from then on a break, a silence longer than
+//!    `stream_idle_ms` or the total deadline is one error item, then the end.
+//!    (A stream request answered with `application/json` is read whole.)
 //! 5. Each endpoint's breaker gets one verdict per attempt: failure for every
-//!    retryable outcome or a broken stream, success otherwise.
+//!    retryable outcome or a broken stream, success otherwise (a 4xx is the
+//!    caller's fault, not the upstream's); a stream's verdict comes at its end.
+//!    The latency EWMA learns from answers only: failing replicas are the
+//!    breaker's business, not the balancer's.
+//!
+//! The client is one pooled `reqwest::Client` per deployment (keep-alive,
+//! `TCP_NODELAY`, connect timeout, no redirects followed). HTTP/2 is used
+//! where https negotiates it; plain-http upstreams speak HTTP/1.1.
 //!
 //! # Usage accounting
 //!
