@@ -4,52 +4,22 @@ Run by scripts/test.sh with SWITCHYARD_BIN pointing at the built binary.
 """
 import array
 import base64
-import json
 import math
-import os
-import subprocess
-import time
 import urllib.request
 
 import openai
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import running
+
 MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    binary = os.environ["SWITCHYARD_BIN"]
-    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "switchyard-e2e.log"), "w+")
-    proc = subprocess.Popen(
-        [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--log-format", "json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            log.seek(0)
-            pytest.fail("server did not start: " + log.read())
-        url = line.strip().rsplit(" ", 1)[-1]
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                # /ready covers the default model; wait for every model.
-                root = json.load(urllib.request.urlopen(url + "/", timeout=2))
-                if all(m["status"] == "ready" for m in root["models"]):
-                    break
-            except Exception:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("server never became ready")
+    with running() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// 409: the thing exists already, or cannot change in its current state.
     Conflict,
+    /// 502: an upstream provider failed or could not be reached.
+    Upstream,
     /// 413: body over the configured limit.
     PayloadTooLarge,
     /// 429: a tenant's rate limit or quota.
@@ -38,6 +40,7 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Conflict => 409,
+            Self::Upstream => 502,
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::Overloaded => 503,
@@ -58,6 +61,7 @@ impl ErrorKind {
             Self::Overloaded => "overloaded_error",
             Self::Timeout => "timeout_error",
             Self::Internal => "server_error",
+            Self::Upstream => "upstream_error",
         }
     }
 }

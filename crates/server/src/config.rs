@@ -5,6 +5,7 @@
 mod models;
 mod registry;
 mod storage;
+mod upstreams;
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use models::{EmbeddingConfig, ModelConfig, ModelFormat, ModelKind, SamplingDefaults};
 pub use registry::{AdminConfig, RegistryConfig, WhileDraining};
 pub use storage::StorageConfig;
+pub use upstreams::{upstream_ids, DeploymentConfig, RouteConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +31,10 @@ pub struct Config {
     /// guessed: this is only what `--model` and `/ready` refer to.
     pub default_model: String,
     pub models: Vec<ModelConfig>,
+    /// Upstream OpenAI-compatible providers (the gateway).
+    pub upstreams: Vec<DeploymentConfig>,
+    /// Model ids that go to upstreams, each a fallback chain.
+    pub routes: Vec<RouteConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +107,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             default_model: DEFAULT_MODEL_ID.into(),
             storage: StorageConfig::default(),
+            upstreams: Vec::new(),
+            routes: Vec::new(),
             models: vec![
                 ModelConfig::new(DEFAULT_MODEL_ID, ModelKind::Chat, DEFAULT_MODEL_PATH),
                 ModelConfig {
@@ -247,9 +255,10 @@ impl Config {
         if self.engine.queue_capacity == 0 {
             return Err(invalid("engine.queue_capacity", "must be at least 1"));
         }
-        if self.models.is_empty() {
-            return Err(invalid("models", "at least one model is needed"));
+        if self.models.is_empty() && self.upstreams.is_empty() {
+            return Err(invalid("models", "at least one model (or upstream) is needed"));
         }
+        upstreams::validate(self)?;
         for (i, m) in self.models.iter().enumerate() {
             m.validate(&format!("models[{i}]"))?;
             if self.models[..i].iter().any(|o| o.key() == m.key()) {
@@ -259,11 +268,12 @@ impl Config {
                 ));
             }
         }
-        if !self
+        let known = self
             .models
             .iter()
-            .any(|m| m.id == self.default_model || m.key() == self.default_model)
-        {
+            .any(|m| m.id == self.default_model || m.key() == self.default_model);
+        // A gateway alone has no native models, and no default among them.
+        if !self.models.is_empty() && !known {
             return Err(invalid(
                 "default_model",
                 format!("{:?} is not among `models`", self.default_model),

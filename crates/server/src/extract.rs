@@ -19,6 +19,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse(&bytes).map(OpenAiJson)
+    }
+}
+
+/// The body unparsed (within the size limit), for routes that look at it
+/// before deciding how to parse it: an upstream gets it as it came.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -33,7 +46,7 @@ where
                 )
             }
         })?;
-        parse(&bytes).map(OpenAiJson)
+        Ok(RawBody(bytes))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod routes;
 pub mod service;
 pub mod state;
 pub mod telemetry;
+pub mod upstream;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/admin/models/{id}", axum::routing::delete(routes::admin::delete))
             .route("/admin/stats", get(routes::admin::stats))
+            .route("/admin/upstreams", get(routes::admin::upstreams))
             .route("/admin/load/{id}", post(routes::admin::load))
             .route("/admin/unload/{id}", post(routes::admin::unload));
     }

@@ -14,6 +14,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub models: Arc<Registry>,
     pub db: switchyard_db::Db,
+    /// Upstream routes by model id (the gateway).
+    pub upstreams: Arc<crate::upstream::Upstreams>,
     /// One permit per request in flight; none left means 503 at the door.
     pub limiter: Arc<Semaphore>,
     pub started: Instant,
@@ -38,7 +40,9 @@ impl AppState {
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let upstreams = Arc::new(crate::upstream::Upstreams::new(&config)?);
         Ok(Self {
+            upstreams,
             config: Arc::new(config),
             models,
             db,

@@ -57,6 +57,16 @@ pub const EMBED_BATCH_REQUESTS: &str = "switchyard_embedding_batch_requests";
 pub const EMBED_BATCH_TOKENS: &str = "switchyard_embedding_batch_tokens";
 pub const EMBED_BATCH_DURATION: &str = "switchyard_embedding_batch_duration_seconds";
 pub const EMBED_TOKENS: &str = "switchyard_embedding_tokens_total";
+/// Requests forwarded to an upstream route, by route, answering deployment
+/// and outcome (`ok`, `client_error`, `stream_error`, `cancelled`, or the
+/// gateway error code).
+pub const UPSTREAM_REQUESTS: &str = "switchyard_upstream_requests_total";
+/// From the request to the answer's end (a stream's last chunk).
+pub const UPSTREAM_DURATION: &str = "switchyard_upstream_request_duration_seconds";
+/// Per upstream endpoint: 0 closed, 1 half-open, 2 open.
+pub const UPSTREAM_BREAKER_STATE: &str = "switchyard_upstream_breaker_state";
+pub const UPSTREAM_BREAKER_OPENED: &str = "switchyard_upstream_breaker_opened_total";
+pub const UPSTREAM_OUTSTANDING: &str = "switchyard_upstream_outstanding_requests";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,

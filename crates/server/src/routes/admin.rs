@@ -136,3 +136,9 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     state.models.delete(&id).await?;
     Ok(Json(json!({"id": id, "object": "model", "deleted": true})))
 }
+
+/// `GET /admin/upstreams`: each upstream deployment, its endpoints and their
+/// circuit breakers.
+pub async fn upstreams(State(state): State<AppState>) -> Json<Value> {
+    Json(state.upstreams.describe())
+}

@@ -3,25 +3,33 @@
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use switchyard_api::embeddings::{EmbeddingRequest, EmbeddingResponse};
 
 use crate::embeddings::{self, respond, validate};
 use crate::error::ApiError;
-use crate::extract::OpenAiJson;
+use crate::extract::{self, RawBody};
 use crate::state::AppState;
+use crate::upstream;
 
 pub async fn embeddings(
     State(state): State<AppState>,
-    OpenAiJson(req): OpenAiJson<EmbeddingRequest>,
-) -> Result<Json<EmbeddingResponse>, ApiError> {
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    if let Some((route, stream)) = state.upstreams.route_for(&body) {
+        return upstream::forward(&state, route, "/embeddings", body, stream, &headers).await;
+    }
+    let req: EmbeddingRequest = extract::parse(&body)?;
     let (id, started) = (req.model.clone(), Instant::now());
     let result = embed(&state, req).await;
     state.models.note_error(&id, &result);
     if let (Ok((_, tokens)), Some(slot)) = (&result, state.models.get(&id)) {
         slot.served.done(*tokens, 0, started);
     }
-    result.map(|(body, _)| body)
+    result.map(|(body, _)| body.into_response())
 }
 
 async fn embed(state: &AppState, req: EmbeddingRequest) -> Result<(Json<EmbeddingResponse>, u32), ApiError> {

@@ -1,21 +1,28 @@
 //! `/v1/chat/completions` and `/v1/completions`.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use switchyard_api::chat::ChatCompletionRequest;
 use switchyard_api::completions::CompletionRequest;
 
 use crate::error::ApiError;
-use crate::extract::OpenAiJson;
+use crate::extract::{self, RawBody};
 use crate::respond::{self, Shape};
 use crate::service::{self, PromptSource};
 use crate::state::AppState;
+use crate::upstream;
 use crate::validate::{self, PromptInput, RawKnobs};
 
 pub async fn chat(
     State(state): State<AppState>,
-    OpenAiJson(req): OpenAiJson<ChatCompletionRequest>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    if let Some((route, stream)) = state.upstreams.route_for(&body) {
+        return upstream::forward(&state, route, "/chat/completions", body, stream, &headers).await;
+    }
+    let req: ChatCompletionRequest = extract::parse(&body)?;
     let model = req.model.clone();
     let result = chat_inner(&state, req).await;
     state.models.note_error(&model, &result);
@@ -65,8 +72,13 @@ async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Resp
 
 pub async fn completions(
     State(state): State<AppState>,
-    OpenAiJson(req): OpenAiJson<CompletionRequest>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    if let Some((route, stream)) = state.upstreams.route_for(&body) {
+        return upstream::forward(&state, route, "/completions", body, stream, &headers).await;
+    }
+    let req: CompletionRequest = extract::parse(&body)?;
     let model = req.model.clone();
     let result = completions_inner(&state, req).await;
     state.models.note_error(&model, &result);

@@ -42,7 +42,8 @@ pub async fn health() -> Json<serde_json::Value> {
 pub async fn ready(State(state): State<AppState>) -> Response {
     let default = &state.config.default_model;
     let word = state.models.get(default).map(|s| status_word(&s));
-    let ok = state.models.preloaded() && word.is_some_and(|w| w != "failed");
+    let native = !state.config.models.is_empty();
+    let ok = state.models.preloaded() && (!native || word.is_some_and(|w| w != "failed"));
     if ok {
         return Json(json!({"status": "ready"})).into_response();
     }
@@ -59,6 +60,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.upstreams.publish_metrics();
     for slot in state.models.slots().iter() {
         let snap = slot.snapshot();
         let id = slot.config.id.clone();
@@ -139,13 +141,38 @@ fn model_entry(state: &AppState, slot: &ModelSlot) -> Model {
 }
 
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    let mut data: Vec<Model> = state.models.served().iter().map(|s| model_entry(&state, s)).collect();
+    let mut routes: Vec<Model> = state
+        .upstreams
+        .routes()
+        .map(|r| upstream_entry(&state, r.name()))
+        .collect();
+    routes.sort_by(|a, b| a.id.cmp(&b.id));
+    data.extend(routes);
     Json(ModelList {
         object: "list".into(),
-        data: state.models.served().iter().map(|s| model_entry(&state, s)).collect(),
+        data,
     })
 }
 
+/// An upstream route as a model: what it does is the upstream's business.
+fn upstream_entry(state: &AppState, id: &str) -> Model {
+    Model {
+        id: id.to_string(),
+        object: "model".into(),
+        created: state.started_unix,
+        owned_by: "upstream".into(),
+        kind: "upstream".into(),
+        version: None,
+        context_length: None,
+        dimensions: None,
+    }
+}
+
 pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
+    if state.upstreams.routes().any(|r| r.name() == id) {
+        return Ok(Json(upstream_entry(&state, &id)));
+    }
     let slot = state.models.get(&id).ok_or_else(|| ApiError::model_not_found(&id))?;
     let mut model = model_entry(&state, &slot);
     model.id = id; // as asked: `name` or `name:version`

@@ -1,0 +1,132 @@
+//! Forwarding one request to a route and its answer back: a whole body as
+//! it came, or a stream chunk by chunk (no buffering, no re-encoding; a
+//! break mid-stream ends it with an OpenAI error event). Usage comes from
+//! the answer that reached the client, once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use switchyard_api::common::Usage;
+use switchyard_api::ErrorKind;
+use switchyard_gateway::{GatewayError, Route, UpstreamBody, UpstreamRequest};
+
+use crate::error::ApiError;
+use crate::service;
+use crate::state::AppState;
+use crate::telemetry;
+
+/// Headers of the client's request passed on upstream.
+const PASSED: [&str; 1] = ["x-request-id"];
+
+pub async fn forward(
+    state: &AppState,
+    route: Arc<Route>,
+    path: &'static str,
+    body: Bytes,
+    stream: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let permit = service::admit(state)?;
+    let started = Instant::now();
+    let mut req = UpstreamRequest::new(path, body, stream);
+    for name in PASSED {
+        if let Some(v) = headers.get(name) {
+            req.headers.insert(name, v.clone());
+        }
+    }
+    let answer = match route.call(&req).await {
+        Ok(a) => a,
+        Err(e) => {
+            record(route.name(), "-", outcome_of(&e), None, started);
+            return Err(api_error(&e));
+        }
+    };
+    let mut resp_headers = HeaderMap::new();
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(v) = answer.headers.get(&name) {
+            resp_headers.insert(name, v.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&answer.deployment) {
+        resp_headers.insert("x-switchyard-deployment", v);
+    }
+    resp_headers.insert("x-switchyard-attempts", HeaderValue::from(answer.attempts));
+    let status = StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let (route_id, deployment) = (route.name().to_string(), answer.deployment.clone());
+    match answer.body {
+        UpstreamBody::Full { bytes, usage } => {
+            let outcome = if status.is_success() { "ok" } else { "client_error" };
+            record(&route_id, &deployment, outcome, usage, started);
+            drop(permit);
+            Ok((status, resp_headers, bytes).into_response())
+        }
+        UpstreamBody::Stream { chunks, summary } => {
+            // Usage and the outcome are known when the stream ends; the
+            // permit is held until then, as for a native stream.
+            tokio::spawn(async move {
+                let s = summary.wait().await;
+                let outcome = match s.outcome {
+                    switchyard_gateway::StreamOutcome::Completed => "ok",
+                    switchyard_gateway::StreamOutcome::Failed => "stream_error",
+                    switchyard_gateway::StreamOutcome::Cancelled => "cancelled",
+                };
+                record(&route_id, &deployment, outcome, s.usage, started);
+                drop(permit);
+            });
+            let mut failed = false;
+            let body = chunks.map(move |item| match item {
+                Ok(bytes) => Ok::<Bytes, std::convert::Infallible>(bytes),
+                Err(e) if !failed => {
+                    failed = true;
+                    Ok(error_event(&e))
+                }
+                Err(_) => Ok(Bytes::new()),
+            });
+            Ok((status, resp_headers, Body::from_stream(body)).into_response())
+        }
+    }
+}
+
+/// The gateway's error as this server's OpenAI-shaped error.
+fn api_error(e: &GatewayError) -> ApiError {
+    let info = e.info();
+    let kind = match info.status.as_u16() {
+        400 => ErrorKind::InvalidRequest,
+        429 => ErrorKind::RateLimited,
+        503 => ErrorKind::Overloaded,
+        504 => ErrorKind::Timeout,
+        _ => ErrorKind::Upstream,
+    };
+    ApiError {
+        retry_after: info.retry_after.map(|d| d.as_secs().max(1)),
+        ..ApiError::new(kind, info.message).code(info.code)
+    }
+}
+
+/// An SSE event carrying the error, then the stream ends (as native
+/// streams end on a failure).
+fn error_event(e: &GatewayError) -> Bytes {
+    let body = api_error(e).body();
+    let json = serde_json::to_string(&body).unwrap_or_default();
+    Bytes::from(format!("data: {json}\n\n"))
+}
+
+fn outcome_of(e: &GatewayError) -> &'static str {
+    e.info().code
+}
+
+fn record(route: &str, deployment: &str, outcome: &'static str, usage: Option<Usage>, started: Instant) {
+    metrics::counter!(telemetry::UPSTREAM_REQUESTS, "route" => route.to_string(), "deployment" => deployment.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(telemetry::UPSTREAM_DURATION, "route" => route.to_string())
+        .record(started.elapsed().as_secs_f64());
+    if let Some(u) = usage {
+        metrics::counter!(telemetry::PROMPT_TOKENS, "model" => route.to_string()).increment(u.prompt_tokens as u64);
+        metrics::counter!(telemetry::GENERATED_TOKENS, "model" => route.to_string())
+            .increment(u.completion_tokens as u64);
+    }
+}

@@ -1,0 +1,151 @@
+//! Upstream providers behind the OpenAI routes: the configured deployments
+//! and routes (`crates/gateway`), looked up by the model a request names.
+//! A request for a route is forwarded as it came (only `model` rewritten);
+//! anything else goes to the native registry.
+
+mod forward;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use switchyard_gateway::{Deployment, Route};
+
+use crate::config::Config;
+
+pub use forward::forward;
+
+/// The routes clients can call, by model id.
+#[derive(Default)]
+pub struct Upstreams {
+    routes: HashMap<String, Arc<Route>>,
+    /// Every deployment, for the admin API and metrics.
+    deployments: Vec<Arc<Deployment>>,
+}
+
+/// What the router needs from a body before deciding where it goes.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+impl Upstreams {
+    /// Builds every deployment (reading API keys) and route; the config was
+    /// validated, so an error here is a key that cannot be read.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let mut by_name = HashMap::new();
+        let mut deployments = Vec::new();
+        for d in &config.upstreams {
+            let built = Arc::new(Deployment::new(d.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+            by_name.insert(d.name.clone(), built.clone());
+            deployments.push(built);
+        }
+        let mut routes = HashMap::new();
+        for r in &config.routes {
+            let chain = r.deployments.iter().filter_map(|n| by_name.get(n).cloned()).collect();
+            let route = Route::new(r.id.clone(), chain).map_err(|e| anyhow::anyhow!("{e}"))?;
+            routes.insert(r.id.clone(), Arc::new(route));
+        }
+        // A deployment no route names is called by its own name.
+        for d in &deployments {
+            let named = config
+                .routes
+                .iter()
+                .any(|r| r.deployments.iter().any(|n| n == d.name()));
+            if !named && !routes.contains_key(d.name()) {
+                let route = Route::new(d.name().to_string(), vec![d.clone()]).map_err(|e| anyhow::anyhow!("{e}"))?;
+                routes.insert(d.name().to_string(), Arc::new(route));
+            }
+        }
+        Ok(Self { routes, deployments })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The route a body's `model` names, and whether it streams. Only the
+    /// two fields are read; a body that is not JSON goes on to the native
+    /// path, whose parser gives the precise 400.
+    pub fn route_for(&self, body: &[u8]) -> Option<(Arc<Route>, bool)> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let peek: Peek = serde_json::from_slice(body).ok()?;
+        let route = self.routes.get(peek.model?.as_ref())?.clone();
+        Some((route, peek.stream.unwrap_or(false)))
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.values()
+    }
+
+    pub fn deployments(&self) -> &[Arc<Deployment>] {
+        &self.deployments
+    }
+}
+
+impl Upstreams {
+    /// Sets the per-endpoint gauges (called when `/metrics` is scraped).
+    pub fn publish_metrics(&self) {
+        use crate::telemetry;
+        for d in &self.deployments {
+            for e in d.endpoints() {
+                let labels = [("deployment", d.name().to_string()), ("endpoint", e.base_url.clone())];
+                let state = match e.breaker.state {
+                    switchyard_gateway::BreakerState::Closed => 0.0,
+                    switchyard_gateway::BreakerState::HalfOpen => 1.0,
+                    switchyard_gateway::BreakerState::Open => 2.0,
+                };
+                metrics::gauge!(telemetry::UPSTREAM_BREAKER_STATE, &labels).set(state);
+                metrics::gauge!(telemetry::UPSTREAM_OUTSTANDING, &labels).set(e.outstanding as f64);
+                metrics::counter!(telemetry::UPSTREAM_BREAKER_OPENED, &labels).absolute(e.breaker.opened_total);
+            }
+        }
+    }
+
+    /// Every deployment with its endpoints and breakers, for `/admin/upstreams`.
+    pub fn describe(&self) -> serde_json::Value {
+        let data: Vec<serde_json::Value> = self
+            .deployments
+            .iter()
+            .map(|d| {
+                let endpoints: Vec<serde_json::Value> = d
+                    .endpoints()
+                    .into_iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "base_url": e.base_url,
+                            "outstanding": e.outstanding,
+                            "ewma_first_byte_ms": e.ewma_first_byte.as_secs_f64() * 1e3,
+                            "breaker": {
+                                "state": e.breaker.state.as_str(),
+                                "consecutive_failures": e.breaker.consecutive_failures,
+                                "successes": e.breaker.successes_total,
+                                "failures": e.breaker.failures_total,
+                                "rejected": e.breaker.rejected_total,
+                                "opened": e.breaker.opened_total,
+                            },
+                        })
+                    })
+                    .collect();
+                let routes: Vec<&str> = self
+                    .routes
+                    .values()
+                    .filter(|r| r.deployments().iter().any(|x| x.name() == d.name()))
+                    .map(|r| r.name())
+                    .collect();
+                serde_json::json!({
+                    "name": d.name(),
+                    "model": d.upstream_model(),
+                    "routes": routes,
+                    "endpoints": endpoints,
+                })
+            })
+            .collect();
+        serde_json::json!({"object": "list", "data": data})
+    }
+}

@@ -1,0 +1,49 @@
+"""Starting the real switchyard binary for the SDK tests."""
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@contextlib.contextmanager
+def running(*args, name="switchyard"):
+    """`switchyard serve` on a free port with its own data folder; yields the
+    base URL once every configured model is ready."""
+    binary = os.environ["SWITCHYARD_BIN"]
+    data = tempfile.mkdtemp(prefix="switchyard-e2e-")
+    env = dict(os.environ, SWITCHYARD_STORAGE__DATA_DIR=data)
+    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{name}-e2e.log"), "w+")
+    proc = subprocess.Popen(
+        [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--log-format", "json", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            log.seek(0)
+            pytest.fail("server did not start: " + log.read())
+        url = line.strip().rsplit(" ", 1)[-1]
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                # /ready covers the default model; wait for every model.
+                root = json.load(urllib.request.urlopen(url + "/", timeout=2))
+                if all(m["status"] == "ready" for m in root["models"]):
+                    break
+            except Exception:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("server never became ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
