@@ -40,7 +40,7 @@ set -euo pipefail
 # mock's port. The port is also given by env (SWITCHYARD_SERVER__PORT).
 switchyard_yaml() {
   cat <<YAML
-server: {host: 127.0.0.1, port: $1, log_format: plain}
+server: {host: 127.0.0.1, port: $1, log_format: plain, max_concurrent_requests: 4096}
 models: []
 upstreams:
   - name: mock

@@ -171,9 +171,11 @@ impl Deployment {
         } else {
             (deadline, TimeoutPhase::Total)
         };
-        let send = self
-            .client
-            .post(slot.endpoint().url(&req.path))
+        let builder = match slot.endpoint().known_url(&req.path) {
+            Some(url) => self.client.post(url),
+            None => self.client.post(slot.endpoint().url(&req.path)),
+        };
+        let send = builder
             .headers(req.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body)

@@ -21,6 +21,9 @@ const EWMA_ALPHA: f64 = 0.3;
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     base_url: String,
+    /// The OpenAI paths, parsed once: parsing a URL (IDNA included) for
+    /// every request showed in the proxy's profile.
+    known: Vec<(&'static str, reqwest::Url)>,
     outstanding: AtomicU32,
     state: Mutex<State>,
 }
@@ -43,8 +46,14 @@ pub struct EndpointSnapshot {
 
 impl Endpoint {
     pub(crate) fn new(base_url: &str, breaker: BreakerConfig, now: Instant) -> Self {
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        let known = ["/chat/completions", "/completions", "/embeddings"]
+            .into_iter()
+            .filter_map(|p| Some((p, reqwest::Url::parse(&format!("{base_url}{p}")).ok()?)))
+            .collect();
         Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_url,
+            known,
             outstanding: AtomicU32::new(0),
             state: Mutex::new(State {
                 breaker: CircuitBreaker::new(breaker, now),
@@ -55,6 +64,11 @@ impl Endpoint {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+    }
+
+    /// `url(path)` already parsed, for the OpenAI paths.
+    pub(crate) fn known_url(&self, path: &str) -> Option<reqwest::Url> {
+        self.known.iter().find(|(p, _)| *p == path).map(|(_, u)| u.clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -107,17 +107,22 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// Sets up logging once. JSON lines by default, with the request's span
-/// fields (its id) on every line.
-pub fn init_logging(format: LogFormat) {
+/// fields (its id) on every line. Lines are written to stderr by a
+/// background thread (request threads only queue them; none is dropped: a
+/// full queue makes the logger wait). Keep the guard until exit: dropping
+/// it flushes what is queued.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Plain => builder.try_init(),
     };
+    guard
 }
 
 /// Counts and times every request by route template (bounded labels).
@@ -184,6 +189,25 @@ impl StepObserver for EngineMetrics {
         let itl = metrics::histogram!(INTER_TOKEN_LATENCY, "model" => model);
         for gap in &r.token_gaps {
             itl.record(gap.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every metric this module names is documented in docs/metrics.md.
+    #[test]
+    fn every_metric_is_documented() {
+        let doc = include_str!("../../../docs/metrics.md");
+        let source = include_str!("telemetry.rs");
+        let names: Vec<&str> = source
+            .lines()
+            .filter(|l| l.starts_with("pub const ") && l.contains("\"switchyard_"))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert!(names.len() > 30, "{names:?}");
+        for name in names {
+            assert!(doc.contains(&format!("`{name}`")), "{name} is missing from docs/metrics.md");
         }
     }
 }

@@ -60,6 +60,9 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Config {
@@ -126,7 +129,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.validate()?;
     // candle's CPU thread pool reads this once, on first use: set it before any model loads.
     std::env::set_var("RAYON_NUM_THREADS", cfg.engine.threads.to_string());
-    switchyard_server::telemetry::init_logging(cfg.server.log_format);
+    let _log_writer = switchyard_server::telemetry::init_logging(cfg.server.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(switchyard_server::serve(cfg, |addr| {
         // A line for scripts and tests that start us on port 0.

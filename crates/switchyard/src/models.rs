@@ -1,5 +1,5 @@
-//! `switchyard models list|pull|load|unload`: the admin API of a running
-//! server (`admin.enabled`), from the command line.
+//! `switchyard models list|register|pull|load|unload|delete`: the admin API
+//! of a running server (`admin.enabled`), from the command line.
 
 use std::io::Write;
 use std::time::Duration;
@@ -31,6 +31,23 @@ enum ModelsCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Register a model version: NAME with a folder, file or source URL.
+    Register {
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// A local GGUF file or model folder.
+        #[arg(long, conflicts_with = "source")]
+        path: Option<String>,
+        /// A folder URL to copy the files from (file://, s3://, gs://, az://, https://).
+        #[arg(long)]
+        source: Option<String>,
+        /// Load it only on its first request.
+        #[arg(long)]
+        lazy: bool,
+    },
+    /// Delete a version registered at run time (NAME:VERSION).
+    Delete { id: String },
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -64,6 +81,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 println!("{id}: {}", m["status"].as_str().unwrap_or("?"));
             }
             ModelsCommand::Pull { id } => pull(&client, &base, &id).await?,
+            ModelsCommand::Register {
+                name,
+                version,
+                path,
+                source,
+                lazy,
+            } => {
+                let mut entry = serde_json::json!({"id": name, "version": version, "preload": !lazy});
+                if let Some(p) = path {
+                    entry["path"] = Value::String(p);
+                }
+                if let Some(s) = source {
+                    entry["source"] = Value::String(s);
+                }
+                let m = call(client.post(format!("{base}/admin/models")).json(&entry)).await?;
+                println!(
+                    "{}: {} {} ({})",
+                    m["id"].as_str().unwrap_or("?"),
+                    m["kind"].as_str().unwrap_or("?"),
+                    m["format"].as_str().unwrap_or("?"),
+                    m["status"].as_str().unwrap_or("?")
+                );
+            }
+            ModelsCommand::Delete { id } => {
+                call(client.delete(format!("{base}/admin/models/{id}"))).await?;
+                println!("{id}: deleted");
+            }
             ModelsCommand::Unload { id, wait } => {
                 let m = call(client.post(format!("{base}/admin/unload/{id}?wait={wait}"))).await?;
                 println!("{id}: {}", m["status"].as_str().unwrap_or("?"));

@@ -114,7 +114,8 @@ async fn models_cli_pulls_lists_and_unloads() -> anyhow::Result<()> {
     let mut cfg = tempfile::NamedTempFile::new()?;
     writeln!(
         cfg,
-        "admin: {{enabled: true}}\ndefault_model: pulled\nmodels:\n  - {{id: pulled, kind: chat, preload: false, path: {}, source: 'file://{}/'}}",
+        "admin: {{enabled: true}}\nregistry: {{cache_dir: {}}}\ndefault_model: pulled\nmodels:\n  - {{id: pulled, kind: chat, preload: false, path: {}, source: 'file://{}/'}}",
+        tmp.path().join("registered").display(),
         tmp.path().join("cache").join(gguf).display(),
         store.display()
     )?;
@@ -154,6 +155,20 @@ async fn models_cli_pulls_lists_and_unloads() -> anyhow::Result<()> {
     let out = models(&["load", "nope"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
+    // A second version straight from the store, told to be chat by its file.
+    let source = format!("file://{}/", store.display());
+    let out = models(&["register", "pulled", "--version", "2", "--source", &source, "--lazy"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled:2: chat gguf (registered)");
+    let out = models(&["pull", "pulled:2"])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled:2: ready");
+    assert!(tmp.path().join("registered/pulled/2").join(gguf).exists());
+    let out = models(&["delete", "pulled"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"), "config versions stay");
+    let out = models(&["delete", "pulled:2"])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled:2: deleted");
+    assert!(!tmp.path().join("registered/pulled/2").exists(), "its downloaded files went too");
 
     child.kill()?;
     child.wait()?;

@@ -54,12 +54,7 @@ pub async fn fetch(
     options: Vec<(String, String)>,
     progress: &Progress,
 ) -> Result<FetchReport, String> {
-    let url = url::Url::parse(source).map_err(|e| format!("model source `{source}` is not a URL: {e}"))?;
-    let (store, prefix) =
-        object_store::parse_url_opts(&url, options).map_err(|e| format!("model source `{source}`: {e}"))?;
-    let files = list(store.as_ref(), &prefix)
-        .await
-        .map_err(|e| format!("cannot list `{source}`: {e}"))?;
+    let (store, files) = open(source, options).await?;
     if files.is_empty() {
         return Err(format!("model source `{source}` holds no files"));
     }
@@ -115,6 +110,20 @@ pub async fn fetch(
         report.bytes += meta.size;
     }
     Ok(report)
+}
+
+/// The store behind a folder URL, and the files under it.
+async fn open(
+    source: &str,
+    options: Vec<(String, String)>,
+) -> Result<(Box<dyn ObjectStore>, Vec<(String, ObjectMeta)>), String> {
+    let url = url::Url::parse(source).map_err(|e| format!("model source `{source}` is not a URL: {e}"))?;
+    let (store, prefix) =
+        object_store::parse_url_opts(&url, options).map_err(|e| format!("model source `{source}`: {e}"))?;
+    let files = list(store.as_ref(), &prefix)
+        .await
+        .map_err(|e| format!("cannot list `{source}`: {e}"))?;
+    Ok((store, files))
 }
 
 /// Files under `prefix` as (path relative to it, metadata); a URL naming
@@ -264,12 +273,7 @@ pub async fn verify_local(dir: &Path, sha256: &BTreeMap<String, String>) -> Resu
 /// What a source holds before anything is downloaded: its file names, and
 /// the text of its `model.yaml` when it has one.
 pub async fn peek(source: &str, options: Vec<(String, String)>) -> Result<(Vec<String>, Option<String>), String> {
-    let url = url::Url::parse(source).map_err(|e| format!("model source `{source}` is not a URL: {e}"))?;
-    let (store, prefix) =
-        object_store::parse_url_opts(&url, options).map_err(|e| format!("model source `{source}`: {e}"))?;
-    let files = list(store.as_ref(), &prefix)
-        .await
-        .map_err(|e| format!("cannot list `{source}`: {e}"))?;
+    let (store, files) = open(source, options).await?;
     let Some((_, meta)) = files.iter().find(|(rel, _)| rel == super::manifest::FILE_NAME) else {
         return Ok((files.into_iter().map(|(rel, _)| rel).collect(), None));
     };

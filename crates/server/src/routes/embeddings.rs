@@ -19,9 +19,10 @@ pub async fn embeddings(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    if let Some((route, stream)) = state.upstreams.route_for(&body) {
-        return upstream::forward(&state, route, "/embeddings", body, stream, &headers).await;
-    }
+    let body = match upstream::try_forward(&state, "/embeddings", &headers, body).await {
+        Ok(answer) => return answer,
+        Err(native) => native,
+    };
     let req: EmbeddingRequest = extract::parse(&body)?;
     let (id, started) = (req.model.clone(), Instant::now());
     let result = embed(&state, req).await;

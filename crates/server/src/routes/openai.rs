@@ -19,9 +19,10 @@ pub async fn chat(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    if let Some((route, stream)) = state.upstreams.route_for(&body) {
-        return upstream::forward(&state, route, "/chat/completions", body, stream, &headers).await;
-    }
+    let body = match upstream::try_forward(&state, "/chat/completions", &headers, body).await {
+        Ok(answer) => return answer,
+        Err(native) => native,
+    };
     let req: ChatCompletionRequest = extract::parse(&body)?;
     let model = req.model.clone();
     let result = chat_inner(&state, req).await;
@@ -75,9 +76,10 @@ pub async fn completions(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    if let Some((route, stream)) = state.upstreams.route_for(&body) {
-        return upstream::forward(&state, route, "/completions", body, stream, &headers).await;
-    }
+    let body = match upstream::try_forward(&state, "/completions", &headers, body).await {
+        Ok(answer) => return answer,
+        Err(native) => native,
+    };
     let req: CompletionRequest = extract::parse(&body)?;
     let model = req.model.clone();
     let result = completions_inner(&state, req).await;

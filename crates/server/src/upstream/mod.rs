@@ -15,6 +15,27 @@ use crate::config::Config;
 
 pub use forward::forward;
 
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Forwards `body` when its `model` names an upstream route; otherwise
+/// hands the body back for the native path.
+pub async fn try_forward(
+    state: &AppState,
+    path: &'static str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Result<Response, ApiError>, Bytes> {
+    match state.upstreams.route_for(&body) {
+        Some((route, stream)) => Ok(forward(state, route, path, body, stream, headers).await),
+        None => Err(body),
+    }
+}
+
 /// The routes clients can call, by model id.
 #[derive(Default)]
 pub struct Upstreams {
