@@ -12,7 +12,7 @@ use crate::error::AdminError;
 use crate::key::{self, ApiKeySecret, Scope};
 use crate::limiter::Limits;
 use crate::period::day_label;
-use crate::quota::Budgets;
+use crate::quota::{Budgets, MonthToDate};
 
 /// The tenant the bootstrap admin key belongs to.
 pub const ADMIN_TENANT: &str = "admin";
@@ -318,8 +318,14 @@ impl Admin {
             None => None,
         };
         if let Some((_, parsed)) = &adopted {
-            if self.db.api_key_lookup(&parsed.id).await?.is_some() {
-                return Ok(None);
+            if let Some(stored) = self.db.api_key_lookup(&parsed.id).await? {
+                if key::verify(parsed, &stored.secret_sha256) {
+                    return Ok(None);
+                }
+                return Err(AdminError::Conflict {
+                    what: "key with the admin key's id",
+                    id: parsed.id.clone(),
+                });
             }
         } else if self.db.count_live_admin_keys(now_unix()).await? > 0 {
             return Ok(None);
@@ -363,6 +369,19 @@ impl Admin {
         Ok(made.then_some(created.secret))
     }
 
+    /// A tenant's usage this month (UTC), straight from the store.
+    pub async fn month_to_date(&self, tenant_id: &str) -> Result<MonthToDate, AdminError> {
+        let month = crate::period::month_of(now_unix());
+        let (tokens, cost) = self.db.usage_totals(tenant_id, month.start).await?;
+        Ok(MonthToDate {
+            tokens: u(tokens),
+            cost_micros: u(cost),
+        })
+    }
+
+    /// A usage report. `tenant: None` covers every tenant: the caller
+    /// checks [`crate::Principal::may_read_tenant`] (or the admin scope)
+    /// first.
     pub async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>, AdminError> {
         if q.to <= q.from {
             return Err(AdminError::InvalidInput {

@@ -32,7 +32,8 @@ fn usage(id: &str, tenant: &str, model: &str, at: i64, tokens: (i64, i64), cost:
     }
 }
 
-async fn keys_and_auth(db: &Db) {
+/// Returns every plaintext key it made, for the log check.
+async fn keys_and_auth(db: &Db) -> Vec<String> {
     let cfg = config();
     let admin = Admin::new(db.clone(), cfg.clone());
     let auth = Authenticator::new(db.clone(), cfg.clone());
@@ -188,6 +189,24 @@ async fn keys_and_auth(db: &Db) {
         .unwrap()
         .can(Scope::Admin));
     assert!(admin.ensure_admin_key(Some("sk-not-ours")).await.is_err());
+    [made.secret, old.secret, first, env_key]
+        .iter()
+        .map(|k| k.expose().to_string())
+        .collect()
+}
+
+/// Log lines at every level, captured for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 async fn reports_and_quotas(db: &Db) {
@@ -288,10 +307,23 @@ async fn reports_and_quotas(db: &Db) {
 #[tokio::test]
 async fn tenancy_store_on_sqlite() {
     let t = TestDb::sqlite().unwrap();
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let db = Db::open(&t.url, 4).await.unwrap();
-    keys_and_auth(&db).await;
+    let keys = keys_and_auth(&db).await;
     reports_and_quotas(&db).await;
     db.close().await;
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("bootstrap admin key stored"), "the capture works");
+    for key in keys {
+        let secret = key.split_once('.').unwrap().1;
+        assert!(!logs.contains(secret), "a secret in the logs");
+    }
 }
 
 #[tokio::test]
