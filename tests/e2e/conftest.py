@@ -1,7 +1,9 @@
 """Starting the real switchyard binary for the SDK tests."""
+import base64
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -10,6 +12,8 @@ import urllib.request
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The servers adopt this as their first admin key; the SDK sends it.
+API_KEY = "sy-" + secrets.token_hex(8) + "." + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
 @contextlib.contextmanager
@@ -18,7 +22,7 @@ def running(*args, name="switchyard"):
     base URL once every configured model is ready."""
     binary = os.environ["SWITCHYARD_BIN"]
     data = tempfile.mkdtemp(prefix="switchyard-e2e-")
-    env = dict(os.environ, SWITCHYARD_STORAGE__DATA_DIR=data)
+    env = dict(os.environ, SWITCHYARD_STORAGE__DATA_DIR=data, SWITCHYARD_ADMIN_KEY=API_KEY)
     log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{name}-e2e.log"), "w+")
     proc = subprocess.Popen(
         [binary, "serve", "--host", "127.0.0.1", "--port", "0", "--log-format", "json", *args],

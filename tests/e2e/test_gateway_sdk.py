@@ -8,7 +8,7 @@ import tempfile
 import openai
 import pytest
 
-from conftest import running
+from conftest import API_KEY, running
 
 MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
@@ -27,9 +27,11 @@ models: []
 upstreams:
   - name: native-chat
     base_url: {native}/v1
+    api_key: env:SWITCHYARD_ADMIN_KEY
     model: {MODEL}
   - name: native-embed
     base_url: {native}/v1
+    api_key: env:SWITCHYARD_ADMIN_KEY
     model: {EMBED_MODEL}
 routes:
   - id: remote-chat
@@ -48,7 +50,7 @@ routes:
 
 
 def sdk(url):
-    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
 
 
 def test_routes_are_models(gateway):
@@ -84,6 +86,12 @@ def test_embeddings_through_the_gateway(native, gateway):
     proxied = sdk(gateway).embeddings.create(model="remote-embed", input=["a cat"]).data[0].embedding
     assert len(proxied) == 384
     assert math.isclose(sum(a * b for a, b in zip(direct, proxied)), 1.0, rel_tol=1e-5)
+
+
+def test_keys_are_required(gateway):
+    bad = openai.OpenAI(base_url=gateway + "/v1", api_key="sy-0000000000000000.x", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
 
 
 def test_upstream_errors_reach_the_sdk_as_errors(gateway):

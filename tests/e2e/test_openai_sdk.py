@@ -5,12 +5,11 @@ Run by scripts/test.sh with SWITCHYARD_BIN pointing at the built binary.
 import array
 import base64
 import math
-import urllib.request
 
 import openai
 import pytest
 
-from conftest import running
+from conftest import API_KEY, running
 
 MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
@@ -24,7 +23,7 @@ def base_url():
 
 @pytest.fixture(scope="module")
 def client(base_url):
-    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
 
 
 def test_models_list(client):

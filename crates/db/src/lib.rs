@@ -7,10 +7,11 @@
 //! (`$1` placeholders, `TEXT` and `BIGINT`), so each query is written once.
 //! The schema is kept as two migration folders, one per dialect, so each
 //! can use its own types where they differ; today they are the same files.
-//! The tables of every area (registry, and later tenancy) live here, so one
+//! The tables of every area (registry, tenancy) live here, so one
 //! migration history orders them all.
 
 pub mod models;
+pub mod tenancy;
 pub mod testing;
 
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 
 pub use models::ModelVersionRow;
+pub use tenancy::{ApiKeyRow, KeyLookup, TenantRow, UsageGroupBy, UsageGroupRow, UsageRow};
 
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");

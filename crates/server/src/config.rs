@@ -27,6 +27,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub admin: AdminConfig,
     pub storage: StorageConfig,
+    /// API keys, tenants, tiers, rate limits, quotas, usage metering.
+    pub tenancy: switchyard_tenancy::TenancyConfig,
     /// The model answering requests that name no known model is never
     /// guessed: this is only what `--model` and `/ready` refer to.
     pub default_model: String,
@@ -107,6 +109,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             default_model: DEFAULT_MODEL_ID.into(),
             storage: StorageConfig::default(),
+            tenancy: switchyard_tenancy::TenancyConfig::default(),
             upstreams: Vec::new(),
             routes: Vec::new(),
             models: vec![
@@ -220,6 +223,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.registry.validate()?;
         self.storage.validate()?;
+        self.tenancy
+            .validate()
+            .map_err(|e| invalid(&e.field, e.reason.clone()))?;
         let s = &self.server;
         if s.max_concurrent_requests == 0 {
             return Err(invalid("server.max_concurrent_requests", "must be at least 1"));

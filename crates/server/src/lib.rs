@@ -1,6 +1,7 @@
 //! The HTTP layer: OpenAI-compatible routes, health, readiness and metrics.
 //! Business logic lives in the engine and in `service`; handlers are thin.
 
+pub mod auth;
 pub mod config;
 pub mod embeddings;
 pub mod error;
@@ -42,6 +43,16 @@ pub fn router(state: AppState) -> Router {
             .route("/admin/models/{id}", axum::routing::delete(routes::admin::delete))
             .route("/admin/stats", get(routes::admin::stats))
             .route("/admin/upstreams", get(routes::admin::upstreams))
+            .route(
+                "/admin/tenants",
+                get(routes::tenancy::tenants).post(routes::tenancy::create_tenant),
+            )
+            .route(
+                "/admin/keys",
+                get(routes::tenancy::keys).post(routes::tenancy::create_key),
+            )
+            .route("/admin/keys/{id}/revoke", post(routes::tenancy::revoke_key))
+            .route("/admin/usage", get(routes::tenancy::usage))
             .route("/admin/load/{id}", post(routes::admin::load))
             .route("/admin/unload/{id}", post(routes::admin::unload));
     }
@@ -54,8 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(routes::openai::chat))
         .route("/v1/completions", post(routes::openai::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
+        .route("/v1/usage", get(routes::tenancy::usage))
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(axum::middleware::from_fn(telemetry::track_http))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -86,8 +99,16 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
     let local = listener.local_addr()?;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let state = AppState::open(config).await?;
+    if let Some(key) = state.bootstrap_key.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        // Straight to the terminal, never into the logs.
+        eprintln!(
+            "\n  A first admin API key was created; it is shown only this once:\n\n    {}\n",
+            key.expose()
+        );
+    }
     let models = state.models.clone();
     let db = state.db.clone();
+    let tenancy = state.tenancy.clone();
     tokio::spawn(async move { models.load_all().await });
     tracing::info!(address = %local, "listening");
     on_bound(local);
@@ -109,6 +130,7 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
             tracing::warn!(seconds = grace.as_secs(), "grace period over, closing remaining connections");
         }
     }
+    tenancy.shutdown().await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())

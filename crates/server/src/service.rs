@@ -32,6 +32,8 @@ pub struct Generation {
     pub prompt_text: Option<String>,
     /// Where the outcome is counted for `/admin/stats`.
     pub slot: Option<Arc<ModelSlot>>,
+    /// Where the tenant's usage record gets its token counts.
+    pub ticket: Option<crate::auth::UsageTicket>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -39,6 +41,9 @@ impl Generation {
     /// Records a finished generation: metrics and the model's stats.
     pub fn record_done(&self, prompt_tokens: u32, completion_tokens: u32) {
         record_done(&self.model, prompt_tokens, completion_tokens, self.started);
+        if let Some(t) = &self.ticket {
+            t.tokens(prompt_tokens as u64, completion_tokens as u64);
+        }
         if let Some(slot) = &self.slot {
             slot.served.done(prompt_tokens, completion_tokens, self.started);
         }
@@ -125,6 +130,7 @@ pub async fn start(
         deadline,
         prompt_text,
         slot: Some(slot),
+        ticket: None,
         _permit: permit,
     })
 }

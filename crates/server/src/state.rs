@@ -14,6 +14,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub models: Arc<Registry>,
     pub db: switchyard_db::Db,
+    /// Keys, limits, quotas and usage (crates/tenancy).
+    pub tenancy: Arc<crate::auth::Tenancy>,
+    /// The admin key made at this start, until it has been shown once.
+    pub bootstrap_key: Arc<std::sync::Mutex<Option<switchyard_tenancy::ApiKeySecret>>>,
     /// Upstream routes by model id (the gateway).
     pub upstreams: Arc<crate::upstream::Upstreams>,
     /// One permit per request in flight; none left means 503 at the door.
@@ -41,8 +45,11 @@ impl AppState {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let upstreams = Arc::new(crate::upstream::Upstreams::new(&config)?);
+        let (tenancy, bootstrap) = crate::auth::Tenancy::open(&config, &db).await?;
         Ok(Self {
             upstreams,
+            tenancy: Arc::new(tenancy),
+            bootstrap_key: Arc::new(std::sync::Mutex::new(bootstrap)),
             config: Arc::new(config),
             models,
             db,

@@ -207,7 +207,10 @@ mod tests {
             .collect();
         assert!(names.len() > 30, "{names:?}");
         for name in names {
-            assert!(doc.contains(&format!("`{name}`")), "{name} is missing from docs/metrics.md");
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} is missing from docs/metrics.md"
+            );
         }
     }
 }

@@ -120,7 +120,12 @@ async fn request_time_limit_gives_504() {
 
 #[tokio::test]
 async fn full_engine_queue_answers_503() {
-    let srv = common::start(|c| c.engine.queue_capacity = 1).await;
+    // One seat: the second request cannot leave the queue, whatever the timing.
+    let srv = common::start(|c| {
+        c.engine.queue_capacity = 1;
+        c.engine.max_num_seqs = 1;
+    })
+    .await;
     let open = |prompt: &'static str| {
         let req = srv.client.post(format!("{}/v1/completions", srv.base)).json(
             &json!({"model": common::MODEL, "prompt": prompt, "max_tokens": 300, "temperature": 0, "stream": true}),

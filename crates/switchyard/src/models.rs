@@ -12,6 +12,9 @@ pub struct Args {
     /// Base URL of the server.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "SWITCHYARD_URL")]
     url: String,
+    /// An API key with the `admin` scope.
+    #[arg(long, global = true, env = "SWITCHYARD_API_KEY", hide_env_values = true)]
+    key: Option<String>,
     #[command(subcommand)]
     command: ModelsCommand,
 }
@@ -53,7 +56,13 @@ enum ModelsCommand {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let client = reqwest::Client::new();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &args.key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let client = reqwest::Client::builder().default_headers(headers).build()?;
         let base = args.url.trim_end_matches('/').to_string();
         match args.command {
             ModelsCommand::List => {

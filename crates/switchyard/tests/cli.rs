@@ -3,29 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
-    // Each process its own database: tests run side by side.
-    let data = tempfile::tempdir().expect("temporary data folder").keep();
-    c.env("SWITCHYARD_STORAGE__DATA_DIR", data);
-    c
-}
+mod common;
 
-/// Starts `cmd` (a `serve` on port 0 with stdout piped) and returns the
-/// base URL from its first line.
-fn spawn_server(cmd: &mut Command) -> anyhow::Result<(std::process::Child, String)> {
-    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
-    Ok((child, base))
-}
+use common::{bin, spawn_server, TEST_KEY};
 
 #[test]
 fn config_check_accepts_good_files_and_names_the_bad_field() -> anyhow::Result<()> {
@@ -74,8 +58,20 @@ async fn serve_honours_env_and_logs_request_ids_as_json() -> anyhow::Result<()> 
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let ask = serde_json::json!({"model": "smollm2-135m-instruct", "prompt": "Hi", "max_tokens": 1});
+    let refused = client.post(format!("{base}/v1/completions")).json(&ask).send().await?;
+    assert_eq!(refused.status(), 401, "no key");
+    let wrong = TEST_KEY.replace(".A", ".B");
+    let refused = client
+        .post(format!("{base}/v1/completions"))
+        .bearer_auth(&wrong)
+        .json(&ask)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 401, "unknown key");
     let resp = client
         .post(format!("{base}/v1/completions"))
+        .bearer_auth(TEST_KEY)
         .header("x-request-id", "req-7f3a")
         .json(&serde_json::json!({"model": "smollm2-135m-instruct", "prompt": "Count: 1, 2, 3,", "temperature": 0}))
         .send()
@@ -92,6 +88,11 @@ async fn serve_honours_env_and_logs_request_ids_as_json() -> anyhow::Result<()> 
     let out = child.wait_with_output()?;
     assert!(out.status.success());
     let logs = String::from_utf8_lossy(&out.stderr);
+    let secret = TEST_KEY.split('.').nth(1).unwrap_or(TEST_KEY);
+    assert!(
+        !logs.contains(secret) && !logs.contains(&wrong),
+        "a key reached the logs"
+    );
     let lines: Vec<serde_json::Value> = logs.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     assert!(
         lines.iter().any(|l| l["span"]["request_id"] == "req-7f3a"),
@@ -160,15 +161,24 @@ async fn models_cli_pulls_lists_and_unloads() -> anyhow::Result<()> {
     let source = format!("file://{}/", store.display());
     let out = models(&["register", "pulled", "--version", "2", "--source", &source, "--lazy"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled:2: chat gguf (registered)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pulled:2: chat gguf (registered)"
+    );
     let out = models(&["pull", "pulled:2"])?;
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled:2: ready");
     assert!(tmp.path().join("registered/pulled/2").join(gguf).exists());
     let out = models(&["delete", "pulled"])?;
-    assert!(String::from_utf8_lossy(&out.stderr).contains("409"), "config versions stay");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("409"),
+        "config versions stay"
+    );
     let out = models(&["delete", "pulled:2"])?;
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pulled:2: deleted");
-    assert!(!tmp.path().join("registered/pulled/2").exists(), "its downloaded files went too");
+    assert!(
+        !tmp.path().join("registered/pulled/2").exists(),
+        "its downloaded files went too"
+    );
 
     child.kill()?;
     child.wait()?;

@@ -65,10 +65,32 @@ impl RegistryConfig {
     }
 }
 
-/// The admin API (`/admin/...`): off unless enabled. Until API keys land it
-/// has no authentication, so enable it only where the port is private.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// The admin API (`/admin/...`): on by default, open only to keys with the
+/// `admin` scope (to everyone when `tenancy.auth` is disabled).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub enabled: bool,
+    /// Where the first admin key comes from when the database has none
+    /// (`env:NAME` or `file:PATH`); when that is unset or missing, a key is
+    /// made and shown once at start.
+    pub bootstrap_key: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bootstrap_key: "env:SWITCHYARD_ADMIN_KEY".into(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The bootstrap key's value, if its source has one.
+    pub fn bootstrap_key(&self) -> anyhow::Result<Option<String>> {
+        let source = switchyard_gateway::SecretRef::parse(&self.bootstrap_key)
+            .map_err(|e| anyhow::anyhow!("admin.bootstrap_key: {e}"))?;
+        Ok(source.resolve().ok().map(|s| s.expose().to_string()))
+    }
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use switchyard_api::embeddings::{EmbeddingRequest, EmbeddingResponse};
 
+use crate::auth::Caller;
 use crate::embeddings::{self, respond, validate};
 use crate::error::ApiError;
 use crate::extract::{self, RawBody};
@@ -17,18 +18,22 @@ use crate::upstream;
 pub async fn embeddings(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Caller,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let body = match upstream::try_forward(&state, "/embeddings", &headers, body).await {
+    let body = match upstream::try_forward(&state, &caller, "/embeddings", &headers, body).await {
         Ok(answer) => return answer,
         Err(native) => native,
     };
     let req: EmbeddingRequest = extract::parse(&body)?;
+    caller.may_use(&req.model)?;
     let (id, started) = (req.model.clone(), Instant::now());
     let result = embed(&state, req).await;
     state.models.note_error(&id, &result);
     if let (Ok((_, tokens)), Some(slot)) = (&result, state.models.get(&id)) {
         slot.served.done(*tokens, 0, started);
+        caller.ticket.serve(&id, &slot.config.id);
+        caller.ticket.tokens(*tokens as u64, 0);
     }
     result.map(|(body, _)| body.into_response())
 }

@@ -4,3 +4,4 @@ pub mod admin;
 pub mod embeddings;
 pub mod openai;
 pub mod ops;
+pub mod tenancy;

@@ -6,6 +6,7 @@ use axum::response::Response;
 use switchyard_api::chat::ChatCompletionRequest;
 use switchyard_api::completions::CompletionRequest;
 
+use crate::auth::{Caller, UsageTicket};
 use crate::error::ApiError;
 use crate::extract::{self, RawBody};
 use crate::respond::{self, Shape};
@@ -17,21 +18,24 @@ use crate::validate::{self, PromptInput, RawKnobs};
 pub async fn chat(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Caller,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let body = match upstream::try_forward(&state, "/chat/completions", &headers, body).await {
+    let body = match upstream::try_forward(&state, &caller, "/chat/completions", &headers, body).await {
         Ok(answer) => return answer,
         Err(native) => native,
     };
     let req: ChatCompletionRequest = extract::parse(&body)?;
+    caller.may_use(&req.model)?;
     let model = req.model.clone();
-    let result = chat_inner(&state, req).await;
+    let result = chat_inner(&state, req, caller.ticket).await;
     state.models.note_error(&model, &result);
     result
 }
 
-async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Response, ApiError> {
+async fn chat_inner(state: &AppState, req: ChatCompletionRequest, ticket: UsageTicket) -> Result<Response, ApiError> {
     let (engine, slot) = state.models.engine(&req.model).await?;
+    ticket.serve(&req.model, &slot.config.id);
     let defaults = slot.config.generation(&state.config.generation);
     let vocab = engine.tokenizer().vocab_size();
     validate::chat_unsupported(&req)?;
@@ -64,6 +68,8 @@ async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Resp
         "chatcmpl",
     )
     .await?;
+    let mut gen = gen;
+    gen.ticket = Some(ticket);
     if stream {
         Ok(respond::stream(gen, Shape::Chat, include_usage, false))
     } else {
@@ -74,21 +80,28 @@ async fn chat_inner(state: &AppState, req: ChatCompletionRequest) -> Result<Resp
 pub async fn completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Caller,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let body = match upstream::try_forward(&state, "/completions", &headers, body).await {
+    let body = match upstream::try_forward(&state, &caller, "/completions", &headers, body).await {
         Ok(answer) => return answer,
         Err(native) => native,
     };
     let req: CompletionRequest = extract::parse(&body)?;
+    caller.may_use(&req.model)?;
     let model = req.model.clone();
-    let result = completions_inner(&state, req).await;
+    let result = completions_inner(&state, req, caller.ticket).await;
     state.models.note_error(&model, &result);
     result
 }
 
-async fn completions_inner(state: &AppState, req: CompletionRequest) -> Result<Response, ApiError> {
+async fn completions_inner(
+    state: &AppState,
+    req: CompletionRequest,
+    ticket: UsageTicket,
+) -> Result<Response, ApiError> {
     let (engine, slot) = state.models.engine(&req.model).await?;
+    ticket.serve(&req.model, &slot.config.id);
     let defaults = slot.config.generation(&state.config.generation);
     let vocab = engine.tokenizer().vocab_size();
     let prompt = match validate::completion_prompt(&req, vocab)? {
@@ -115,7 +128,8 @@ async fn completions_inner(state: &AppState, req: CompletionRequest) -> Result<R
     )?;
     let echo = req.echo.unwrap_or(false);
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
-    let gen = service::start(state, (engine, slot), &req.model, prompt, knobs, "cmpl").await?;
+    let mut gen = service::start(state, (engine, slot), &req.model, prompt, knobs, "cmpl").await?;
+    gen.ticket = Some(ticket);
     if stream {
         Ok(respond::stream(gen, Shape::Completion, include_usage, echo))
     } else {

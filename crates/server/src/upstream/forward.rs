@@ -14,6 +14,7 @@ use switchyard_api::common::Usage;
 use switchyard_api::ErrorKind;
 use switchyard_gateway::{GatewayError, Route, UpstreamBody, UpstreamRequest};
 
+use crate::auth::UsageTicket;
 use crate::error::ApiError;
 use crate::service;
 use crate::state::AppState;
@@ -29,6 +30,7 @@ pub async fn forward(
     body: Bytes,
     stream: bool,
     headers: &HeaderMap,
+    ticket: &UsageTicket,
 ) -> Result<Response, ApiError> {
     let permit = service::admit(state)?;
     let started = Instant::now();
@@ -57,18 +59,28 @@ pub async fn forward(
     resp_headers.insert("x-switchyard-attempts", HeaderValue::from(answer.attempts));
     let status = StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let (route_id, deployment) = (route.name().to_string(), answer.deployment.clone());
+    ticket.serve(&route_id, &deployment);
     match answer.body {
         UpstreamBody::Full { bytes, usage } => {
             let outcome = if status.is_success() { "ok" } else { "client_error" };
             record(&route_id, &deployment, outcome, usage, started);
+            if let Some(u) = usage {
+                ticket.tokens(u.prompt_tokens as u64, u.completion_tokens as u64);
+            }
             drop(permit);
             Ok((status, resp_headers, bytes).into_response())
         }
         UpstreamBody::Stream { chunks, summary } => {
             // Usage and the outcome are known when the stream ends; the
             // permit is held until then, as for a native stream.
+            ticket.defer();
+            let ticket = ticket.clone();
             tokio::spawn(async move {
                 let s = summary.wait().await;
+                let (p, c) = s
+                    .usage
+                    .map_or((0, 0), |u| (u.prompt_tokens as u64, u.completion_tokens as u64));
+                ticket.finish(p, c);
                 let outcome = match s.outcome {
                     switchyard_gateway::StreamOutcome::Completed => "ok",
                     switchyard_gateway::StreamOutcome::Failed => "stream_error",

@@ -26,14 +26,18 @@ use crate::state::AppState;
 /// hands the body back for the native path.
 pub async fn try_forward(
     state: &AppState,
+    caller: &crate::auth::Caller,
     path: &'static str,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Result<Response, ApiError>, Bytes> {
-    match state.upstreams.route_for(&body) {
-        Some((route, stream)) => Ok(forward(state, route, path, body, stream, headers).await),
-        None => Err(body),
+    let Some((route, stream)) = state.upstreams.route_for(&body) else {
+        return Err(body);
+    };
+    if let Err(e) = caller.may_use(route.name()) {
+        return Ok(Err(e));
     }
+    Ok(forward(state, route, path, body, stream, headers, &caller.ticket).await)
 }
 
 /// The routes clients can call, by model id.

@@ -61,6 +61,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     // Each server its own database, unless the tweak names one.
     let data = tempfile::tempdir().expect("temporary data folder");
     cfg.storage.data_dir = data.path().to_path_buf();
+    // Tests of other things call without keys; tests/tenancy.rs turns it on.
+    cfg.tenancy.auth = switchyard_tenancy::AuthMode::Disabled;
     tweak(&mut cfg);
     for m in &mut cfg.models {
         if m.path.is_relative() && !m.path.as_os_str().is_empty() {

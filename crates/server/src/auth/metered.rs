@@ -1,0 +1,257 @@
+//! The middleware: key → principal, scope, rate limit, budget; then the
+//! response goes out with OpenAI's `x-ratelimit-*` headers, and one usage
+//! record is written when its body has been sent (or the client left).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+use switchyard_api::ErrorKind;
+use switchyard_tenancy::{AccessError, AuthError, Decision, Principal, QuotaError, Scope, UsageRecord, WindowState};
+
+use super::UsageTicket;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let scope = if path.starts_with("/admin/") {
+        Scope::Admin
+    } else if path.starts_with("/v1/") {
+        Scope::Inference
+    } else {
+        return next.run(req).await;
+    };
+    let t = &state.tenancy;
+    let principal = if t.enabled() {
+        let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match t.auth.authenticate(header).await {
+            Ok(p) => p,
+            Err(e) => return auth_error(&e).into_response(),
+        }
+    } else {
+        Principal::unauthenticated()
+    };
+    if let Err(e) = principal.require(scope) {
+        return access_error(&e).into_response();
+    }
+    let mut decision = None;
+    if scope == Scope::Inference {
+        match t
+            .limiter
+            .acquire(&principal.key_id, &principal.limits)
+            .await
+            .map(Decision::check)
+        {
+            Ok(Ok(d)) => decision = Some(d),
+            Ok(Err(limited)) => {
+                let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let err = ApiError {
+                    retry_after: Some(secs),
+                    ..ApiError::new(
+                        ErrorKind::RateLimited,
+                        format!("Rate limit reached for {}; retry in {secs} s.", limited.what),
+                    )
+                    .code("rate_limit_exceeded")
+                };
+                let mut resp = err.into_response();
+                rate_headers(resp.headers_mut(), &limited.decision);
+                return resp;
+            }
+            Err(e) => return ApiError::overloaded(format!("rate limiter unavailable: {e}"), 1).into_response(),
+        }
+        if let Err(e) = t.quotas.check(&principal.tenant_id, &principal.budgets, 0).await {
+            return quota_error(&e).into_response();
+        }
+    }
+    let ticket = UsageTicket::default();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    req.extensions_mut().insert(principal.clone());
+    req.extensions_mut().insert(ticket.clone());
+    let started = Instant::now();
+    // Inference requests are metered; reads (models, usage) are not.
+    let metered = scope == Scope::Inference && req.method() == axum::http::Method::POST;
+    let mut resp = next.run(req).await;
+    if let Some(d) = &decision {
+        rate_headers(resp.headers_mut(), d);
+    }
+    if !metered {
+        return resp;
+    }
+    let finish = Finish {
+        state: state.clone(),
+        principal,
+        ticket,
+        request_id,
+        status: resp.status().as_u16(),
+        started,
+    };
+    resp.map(|body| {
+        Body::new(Metered {
+            inner: body,
+            finish: Some(finish),
+        })
+    })
+}
+
+/// Everything needed to write the request's usage record.
+struct Finish {
+    state: AppState,
+    principal: Principal,
+    ticket: UsageTicket,
+    request_id: String,
+    status: u16,
+    started: Instant,
+}
+
+impl Finish {
+    /// Records in the background: the response is already on its way.
+    fn record(self) {
+        let records = self.state.tenancy.records.clone();
+        records.spawn(async move {
+            let facts = self.ticket.settled(Duration::from_secs(10)).await;
+            let t = &self.state.tenancy;
+            let total = facts.prompt_tokens + facts.completion_tokens;
+            if total > 0 && self.principal.limits.tokens_per_minute.is_some() {
+                if let Err(e) = t
+                    .limiter
+                    .charge_tokens(&self.principal.key_id, &self.principal.limits, total)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not charge tokens to the rate limiter");
+                }
+            }
+            let record = UsageRecord {
+                request_id: self.request_id,
+                tenant_id: self.principal.tenant_id,
+                key_id: self.principal.key_id,
+                model: facts.model,
+                deployment: facts.deployment,
+                prompt_tokens: facts.prompt_tokens,
+                completion_tokens: facts.completion_tokens,
+                latency_ms: self.started.elapsed().as_millis() as u64,
+                status_code: self.status,
+                created_at: switchyard_db::now_unix(),
+            };
+            if let Err(e) = t.recorder.record(record).await {
+                tracing::error!(error = %e, "usage record lost");
+            }
+        });
+    }
+}
+
+/// A response body that reports once it is finished or dropped.
+struct Metered {
+    inner: Body,
+    finish: Option<Finish>,
+}
+
+impl http_body::Body for Metered {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            if let Some(f) = self.finish.take() {
+                f.record();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            f.record();
+        }
+    }
+}
+
+fn rate_headers(h: &mut HeaderMap, d: &Decision) {
+    let mut put = |name: &'static str, w: &WindowState| {
+        h.insert(
+            header::HeaderName::from_static(match name {
+                "requests" => "x-ratelimit-limit-requests",
+                _ => "x-ratelimit-limit-tokens",
+            }),
+            HeaderValue::from(w.limit),
+        );
+        h.insert(
+            header::HeaderName::from_static(match name {
+                "requests" => "x-ratelimit-remaining-requests",
+                _ => "x-ratelimit-remaining-tokens",
+            }),
+            HeaderValue::from(w.remaining),
+        );
+        let reset = format!("{}s", w.reset.as_secs_f64().ceil() as u64);
+        if let Ok(v) = HeaderValue::from_str(&reset) {
+            h.insert(
+                header::HeaderName::from_static(match name {
+                    "requests" => "x-ratelimit-reset-requests",
+                    _ => "x-ratelimit-reset-tokens",
+                }),
+                v,
+            );
+        }
+    };
+    if let Some(w) = &d.requests {
+        put("requests", w);
+    }
+    if let Some(w) = &d.tokens {
+        put("tokens", w);
+    }
+}
+
+fn auth_error(e: &AuthError) -> ApiError {
+    tracing::info!(reason = e.kind(), "request refused: not authenticated");
+    match e {
+        AuthError::Store(_) => ApiError::overloaded("The key store is unavailable; retry shortly.", 1),
+        other => ApiError::new(
+            ErrorKind::Authentication,
+            format!(
+                "Invalid authentication: {other}. Send `Authorization: Bearer <key>` with a live Switchyard API key."
+            ),
+        )
+        .code("invalid_api_key"),
+    }
+}
+
+pub(crate) fn access_error(e: &AccessError) -> ApiError {
+    let code = match e {
+        AccessError::MissingScope(_) => "insufficient_scope",
+        AccessError::ModelNotAllowed(_) => "model_not_allowed",
+        AccessError::OtherTenant => "other_tenant",
+    };
+    ApiError::new(ErrorKind::PermissionDenied, format!("{e}.")).code(code)
+}
+
+fn quota_error(e: &QuotaError) -> ApiError {
+    match e {
+        QuotaError::Exhausted { .. } => ApiError {
+            retry_after: Some(3600),
+            ..ApiError::new(ErrorKind::RateLimited, format!("{e}.")).code("quota_exceeded")
+        },
+        QuotaError::Store(_) => ApiError::overloaded("The usage store is unavailable; retry shortly.", 1),
+    }
+}
