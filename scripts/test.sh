@@ -21,6 +21,13 @@ if [ -z "${SWITCHYARD_TEST_POSTGRES:-}" ] && command -v pg_isready >/dev/null \
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
+# The shared rate limiter's tests use a real Redis (SWITCHYARD_TEST_REDIS,
+# default redis://127.0.0.1:6379); start a local one that stopped.
+if [ -z "${SWITCHYARD_TEST_REDIS:-}" ] && command -v redis-server >/dev/null \
+  && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+fi
 
 echo "== rust tests"
 # The model-store tests pull from a real S3-compatible server (moto) on 127.0.0.1.

@@ -52,6 +52,13 @@ routes:
     deployments: [mock]
   - id: mock-stream
     deployments: [mock-stream]
+# Auth, rate limits and usage metering on: the bench key is the adopted
+# admin key, whose tier has (very high) real limits, so every request pays
+# for the key check, the GCRA windows, the budget check and a usage record.
+tenancy:
+  default_tier: bench
+  tiers:
+    bench: {requests_per_minute: 1000000000, requests_per_hour: 100000000000, tokens_per_minute: 1000000000000}
 YAML
 }
 # ---------------------------------------------------------------------------
@@ -409,13 +416,20 @@ row_switchyard() {
     echo "  the config was:" >&2; sed 's/^/    /' "$d/config.yaml" >&2
     return 1
   fi
+  # Switchyard keys have their own shape; this row sends one.
+  local litellm_key=$GATEWAY_BENCH_KEY
+  GATEWAY_BENCH_KEY="sy-$(python3 -c 'import secrets; print(secrets.token_hex(8))').$(python3 -c 'import base64, secrets; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))')"
+  export GATEWAY_BENCH_KEY
   start_session "$d/log" -- env SWITCHYARD_SERVER__HOST=127.0.0.1 SWITCHYARD_SERVER__PORT="$port" \
-    SWITCHYARD_SERVER__LOG_FORMAT=plain "$bin" serve --config "$d/config.yaml"
+    SWITCHYARD_SERVER__LOG_FORMAT=plain SWITCHYARD_STORAGE__DATA_DIR="$d/data" \
+    SWITCHYARD_ADMIN_KEY="$GATEWAY_BENCH_KEY" "$bin" serve --config "$d/config.yaml"
   local s=$pid
   wait_http "http://127.0.0.1:$port/health" "$s" "$d/log" 300 &&
     bench_row switchyard "http://127.0.0.1:$port/v1/chat/completions" \
       "http://127.0.0.1:$port/v1/chat/completions" mock-stream "$s" || rc=$?
   stop_session "$s"
+  GATEWAY_BENCH_KEY=$litellm_key
+  export GATEWAY_BENCH_KEY
   return "$rc"
 }
 

@@ -242,7 +242,15 @@ impl Db {
     pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<u64, DbError> {
         let mut tx = self.pool().begin().await?;
         let mut written = 0;
-        for chunk in rows.chunks(USAGE_ROWS_PER_STATEMENT) {
+        // SQLite runs in this process: one prepared (and cached) single-row
+        // statement per record is cheaper than preparing a statement with
+        // thousands of parameters per batch (28k -> see docs/benchmarks.md).
+        // PostgreSQL is a round trip away: many rows per statement.
+        let per_statement = match self.backend() {
+            crate::Backend::Sqlite => 1,
+            crate::Backend::Postgres => USAGE_ROWS_PER_STATEMENT,
+        };
+        for chunk in rows.chunks(per_statement) {
             let mut sql = String::from(
                 "INSERT INTO usage_records (request_id, tenant_id, key_id, model, deployment, prompt_tokens, \
                  completion_tokens, latency_ms, status_code, cost_micros, created_at) VALUES ",

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod models;
+mod remote;
+mod tenants;
 use switchyard_server::config::{Config, LogFormat, ModelConfig, ModelKind};
 
 #[derive(Parser)]
@@ -28,6 +30,12 @@ enum Command {
     },
     /// The models of a running server (its admin API).
     Models(models::Args),
+    /// Tenants of a running server.
+    Tenants(tenants::TenantArgs),
+    /// API keys of a running server.
+    Keys(tenants::KeyArgs),
+    /// Usage recorded by a running server, by model or day.
+    Usage(tenants::UsageArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -78,13 +86,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Models(args) => match models::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Models(args) => exit(models::run(args)),
+        Command::Tenants(args) => exit(tenants::tenants(args)),
+        Command::Keys(args) => exit(tenants::keys(args)),
+        Command::Usage(args) => exit(tenants::usage(args)),
         Command::Bench { command } => match bench::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -135,4 +140,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // A line for scripts and tests that start us on port 0.
         println!("switchyard listening on http://{addr}");
     }))
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

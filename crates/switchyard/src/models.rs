@@ -7,14 +7,12 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::Value;
 
+use crate::remote::{self, call, Remote};
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base URL of the server.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "SWITCHYARD_URL")]
-    url: String,
-    /// An API key with the `admin` scope.
-    #[arg(long, global = true, env = "SWITCHYARD_API_KEY", hide_env_values = true)]
-    key: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
     #[command(subcommand)]
     command: ModelsCommand,
 }
@@ -54,16 +52,9 @@ enum ModelsCommand {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(key) = &args.key {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let client = reqwest::Client::builder().default_headers(headers).build()?;
-        let base = args.url.trim_end_matches('/').to_string();
+    remote::runtime()?.block_on(async move {
+        let client = args.remote.client()?;
+        let base = args.remote.base();
         match args.command {
             ModelsCommand::List => {
                 let list = call(client.get(format!("{base}/admin/models"))).await?;
@@ -164,16 +155,4 @@ async fn pull(client: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
-}
-
-/// Sends a request; an error answer becomes its message.
-async fn call(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let resp = req.send().await?;
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let msg = body["error"]["message"].as_str().unwrap_or("no message");
-        anyhow::bail!("HTTP {status}: {msg}");
-    }
-    Ok(body)
 }

@@ -180,3 +180,49 @@ async fn usage_survives_sigterm_on_postgres() {
     usage_survives_sigterm(&db).await;
     db.drop_db().await.unwrap();
 }
+
+#[tokio::test]
+async fn tenants_and_keys_from_the_command_line() {
+    let cfg = config("");
+    let (mut child, base) = serve(&cfg);
+    let client = reqwest::Client::new();
+    ready(&client, &base).await;
+    let cli = |args: &[&str]| {
+        let out = bin().args(args).args(["--url", &base]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    assert!(cli(&["tenants", "create", "acme", "--tier", "business"]).contains("acme (business)"));
+    assert!(cli(&["tenants", "list"]).contains("acme"));
+    let key = cli(&["keys", "create", "acme", "--name", "ci"]).trim().to_string();
+    assert!(key.starts_with("sy-"), "{key}");
+    let models = |key: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .get(format!("{base}/v1/models"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(models(key.clone()).await, 200);
+    let id = key.trim_start_matches("sy-").split('.').next().unwrap().to_string();
+    let listed = cli(&["keys", "list", "--tenant", "acme"]);
+    assert!(
+        listed.contains(&id) && listed.contains("live") && !listed.contains(&key),
+        "{listed}"
+    );
+    assert!(cli(&["keys", "revoke", &id]).contains("revoked"));
+    assert_eq!(models(key).await, 401);
+    assert!(cli(&["usage", "--csv"]).starts_with("model,requests"));
+    stop(&mut child);
+    child.wait().unwrap();
+}

@@ -56,7 +56,7 @@ impl Tenancy {
                 .await
                 .map_err(|e| anyhow::anyhow!("bootstrap admin key: {e}"))?;
         } else {
-            tracing::warn!("AUTHENTICATION IS DISABLED (tenancy.auth: disabled): every request is served without an API key; use this on a private machine only");
+            tracing::warn!("AUTHENTICATION IS DISABLED (tenancy.auth: disabled): every request is served without an API key and the admin API is open to anyone who can reach the port; use this on a private machine only");
         }
         Ok((
             Self {

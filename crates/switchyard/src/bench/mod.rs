@@ -6,6 +6,7 @@ mod embed;
 mod http;
 mod kernels;
 mod llm;
+mod tenancy;
 
 use std::path::Path;
 
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Chat(chat::Args),
     /// The quantized matmul kernels alone (SWITCHYARD_SIMD picks a narrower one).
     Kernels(kernels::Args),
+    /// What tenancy adds per request (key, limits, budget) and usage records/s, on a database.
+    Tenancy(tenancy::Args),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http(args) => http::run(args),
         BenchCommand::Kernels(args) => kernels::run(args),
         BenchCommand::Chat(args) => chat::run(args),
+        BenchCommand::Tenancy(args) => tenancy::run(args),
     }
 }
 
