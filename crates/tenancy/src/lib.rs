@@ -45,4 +45,4 @@ pub use error::{
 pub use key::{ApiKeySecret, Scope};
 pub use limiter::{Decision, Limiter, Limits, WindowState};
 pub use quota::{Budgets, MonthToDate, Quotas};
-pub use usage::{UsageMeter, UsageRecord, UsageRecorder};
+pub use usage::{PendingRecord, UsageMeter, UsageRecord, UsageRecorder};

@@ -57,9 +57,47 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A record the full queue could not take yet: `send` waits for room.
+#[derive(Debug)]
+pub struct PendingRecord {
+    row: UsageRow,
+    tx: mpsc::Sender<UsageRow>,
+}
+
+impl PendingRecord {
+    pub async fn send(self) -> Result<(), UsageError> {
+        self.tx.send(self.row).await.map_err(|e| closed(&e.0))
+    }
+}
+
 impl UsageRecorder {
     /// Queues a record; waits only while the queue is full.
     pub async fn record(&self, r: UsageRecord) -> Result<(), UsageError> {
+        match self.try_record(r)? {
+            None => Ok(()),
+            Some(pending) => {
+                tracing::warn!("usage queue full; waiting for the writer");
+                pending.send().await
+            }
+        }
+    }
+
+    /// Queues a record without waiting; when the queue is full the record
+    /// comes back as a [`PendingRecord`] to `send` (it is never dropped).
+    pub fn try_record(&self, r: UsageRecord) -> Result<Option<PendingRecord>, UsageError> {
+        let row = self.row(r);
+        match self.tx.try_send(row) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(row)) => Ok(Some(PendingRecord {
+                row,
+                tx: self.tx.clone(),
+            })),
+            Err(mpsc::error::TrySendError::Closed(row)) => Err(closed(&row)),
+        }
+    }
+
+    /// The row to store, with its cost; counts it against the quota once.
+    fn row(&self, r: UsageRecord) -> UsageRow {
         let cost = self
             .config
             .price(&r.model)
@@ -67,7 +105,7 @@ impl UsageRecorder {
         if let Some(q) = &self.quotas {
             q.add(&r.tenant_id, r.prompt_tokens + r.completion_tokens, cost, r.created_at);
         }
-        let row = UsageRow {
+        UsageRow {
             request_id: r.request_id,
             tenant_id: r.tenant_id,
             key_id: r.key_id,
@@ -79,14 +117,6 @@ impl UsageRecorder {
             status_code: i64::from(r.status_code),
             cost_micros: i(cost),
             created_at: r.created_at,
-        };
-        match self.tx.try_send(row) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(row)) => {
-                tracing::warn!("usage queue full; waiting for the writer");
-                self.tx.send(row).await.map_err(|e| closed(&e.0))
-            }
-            Err(mpsc::error::TrySendError::Closed(row)) => Err(closed(&row)),
         }
     }
 }

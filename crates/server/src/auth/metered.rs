@@ -70,6 +70,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return quota_error(&e).into_response();
         }
     }
+    if scope == Scope::Inference && t.behind() {
+        return ApiError::overloaded("Usage recording is behind; retry shortly.", 1)
+            .code("usage_backlog")
+            .into_response();
+    }
     let ticket = UsageTicket::default();
     let request_id = req
         .headers()
@@ -116,12 +121,29 @@ struct Finish {
 }
 
 impl Finish {
-    /// Records in the background: the response is already on its way.
+    /// Queues the record. The common case (usage known, no token window to
+    /// charge, room in the queue) needs no task; otherwise a tracked task
+    /// finishes the job, counted in the backlog the door checks.
     fn record(self) {
-        let records = self.state.tenancy.records.clone();
-        records.spawn(async move {
+        let t = self.state.tenancy.clone();
+        if let Some(facts) = self.ticket.ready() {
+            let charge =
+                facts.prompt_tokens + facts.completion_tokens > 0 && self.principal.limits.tokens_per_minute.is_some();
+            if !charge {
+                match t.recorder.try_record(self.usage(&facts)) {
+                    Ok(None) => {}
+                    Ok(Some(pending)) => t.in_background(async move {
+                        if let Err(e) = pending.send().await {
+                            tracing::error!(error = %e, "usage record lost");
+                        }
+                    }),
+                    Err(e) => tracing::error!(error = %e, "usage record lost"),
+                }
+                return;
+            }
+        }
+        t.clone().in_background(async move {
             let facts = self.ticket.settled(Duration::from_secs(10)).await;
-            let t = &self.state.tenancy;
             let total = facts.prompt_tokens + facts.completion_tokens;
             if total > 0 && self.principal.limits.tokens_per_minute.is_some() {
                 if let Err(e) = t
@@ -132,22 +154,25 @@ impl Finish {
                     tracing::warn!(error = %e, "could not charge tokens to the rate limiter");
                 }
             }
-            let record = UsageRecord {
-                request_id: self.request_id,
-                tenant_id: self.principal.tenant_id,
-                key_id: self.principal.key_id,
-                model: facts.model,
-                deployment: facts.deployment,
-                prompt_tokens: facts.prompt_tokens,
-                completion_tokens: facts.completion_tokens,
-                latency_ms: self.started.elapsed().as_millis() as u64,
-                status_code: self.status,
-                created_at: switchyard_db::now_unix(),
-            };
-            if let Err(e) = t.recorder.record(record).await {
+            if let Err(e) = t.recorder.record(self.usage(&facts)).await {
                 tracing::error!(error = %e, "usage record lost");
             }
         });
+    }
+
+    fn usage(&self, facts: &super::ticket::Facts) -> UsageRecord {
+        UsageRecord {
+            request_id: self.request_id.clone(),
+            tenant_id: self.principal.tenant_id.clone(),
+            key_id: self.principal.key_id.clone(),
+            model: facts.model.clone(),
+            deployment: facts.deployment.clone(),
+            prompt_tokens: facts.prompt_tokens,
+            completion_tokens: facts.completion_tokens,
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            status_code: self.status,
+            created_at: switchyard_db::now_unix(),
+        }
     }
 }
 

@@ -33,7 +33,11 @@ pub struct Tenancy {
     tracker: TaskTracker,
     /// The tasks that turn finished responses into usage records; shutdown
     /// waits for them before the meter's last flush.
-    pub(crate) records: TaskTracker,
+    records: TaskTracker,
+    /// Those tasks now: past `max_backlog` new inference requests get a 503,
+    /// so a writer that falls behind pushes back instead of growing memory.
+    backlog: std::sync::atomic::AtomicUsize,
+    max_backlog: usize,
 }
 
 impl Tenancy {
@@ -69,9 +73,27 @@ impl Tenancy {
                 admin,
                 tracker,
                 records: TaskTracker::new(),
+                backlog: std::sync::atomic::AtomicUsize::new(0),
+                max_backlog: config.tenancy.usage.queue.max(1),
             },
             bootstrap,
         ))
+    }
+
+    /// Runs a usage task, tracked for shutdown and counted in the backlog.
+    pub(crate) fn in_background(self: Arc<Self>, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        use std::sync::atomic::Ordering;
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        self.records.spawn(async move {
+            work.await;
+            me.backlog.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Whether usage recording is too far behind to take more requests.
+    pub fn behind(&self) -> bool {
+        self.backlog.load(std::sync::atomic::Ordering::Relaxed) >= self.max_backlog
     }
 
     pub fn enabled(&self) -> bool {

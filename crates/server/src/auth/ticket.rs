@@ -51,6 +51,11 @@ impl UsageTicket {
         self.0.done.notify_one();
     }
 
+    /// The facts now, unless a deferred producer has yet to report.
+    pub fn ready(&self) -> Option<Facts> {
+        (!self.0.pending.load(std::sync::atomic::Ordering::Acquire)).then(|| self.lock().clone())
+    }
+
     /// The facts, once any deferred producer has reported (or `wait` passed).
     pub async fn settled(&self, wait: std::time::Duration) -> Facts {
         if self.0.pending.load(std::sync::atomic::Ordering::Acquire) {
