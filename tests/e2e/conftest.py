@@ -51,3 +51,17 @@ def running(*args, name="switchyard"):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def collect_stream(stream):
+    """A streamed chat's text, its usage (with include_usage) and finish reason."""
+    parts, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                parts.append(choice.delta.content)
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    return "".join(parts), usage, finish

@@ -8,7 +8,7 @@ import tempfile
 import openai
 import pytest
 
-from conftest import API_KEY, running
+from conftest import API_KEY, collect_stream, running
 
 MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
@@ -70,14 +70,8 @@ def test_chat_through_the_gateway_matches_the_upstream(native, gateway):
         model="remote-chat", messages=msgs, temperature=0, max_tokens=20,
         stream=True, stream_options={"include_usage": True},
     )
-    parts, usage = [], None
-    for chunk in stream:
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.delta.content:
-                parts.append(choice.delta.content)
-    assert "".join(parts) == direct.choices[0].message.content
+    streamed, usage, _ = collect_stream(stream)
+    assert streamed == direct.choices[0].message.content
     assert usage is not None and usage.total_tokens == direct.usage.total_tokens
 
 

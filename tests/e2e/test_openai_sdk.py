@@ -9,7 +9,7 @@ import math
 import openai
 import pytest
 
-from conftest import API_KEY, running
+from conftest import API_KEY, collect_stream, running
 
 MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
@@ -45,16 +45,8 @@ def test_chat_plain_and_streaming_agree(client):
     stream = client.chat.completions.create(
         model=MODEL, messages=msgs, temperature=0, max_tokens=30, stream=True, stream_options={"include_usage": True}
     )
-    parts, usage, finish = [], None, None
-    for chunk in stream:
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.delta.content:
-                parts.append(choice.delta.content)
-            if choice.finish_reason:
-                finish = choice.finish_reason
-    assert "".join(parts) == text
+    streamed, usage, finish = collect_stream(stream)
+    assert streamed == text
     assert finish == plain.choices[0].finish_reason
     assert usage is not None and usage.total_tokens == plain.usage.total_tokens
 

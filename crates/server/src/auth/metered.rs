@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use switchyard_api::ErrorKind;
-use switchyard_tenancy::{AccessError, AuthError, Decision, Principal, QuotaError, Scope, UsageRecord, WindowState};
+use switchyard_tenancy::{AccessError, AuthError, Decision, Principal, QuotaError, Scope, UsageRecord};
 
 use super::UsageTicket;
 use crate::error::ApiError;
@@ -213,38 +213,35 @@ impl Drop for Metered {
     }
 }
 
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, for
+/// the windows the key has.
 fn rate_headers(h: &mut HeaderMap, d: &Decision) {
-    let mut put = |name: &'static str, w: &WindowState| {
-        h.insert(
-            header::HeaderName::from_static(match name {
-                "requests" => "x-ratelimit-limit-requests",
-                _ => "x-ratelimit-limit-tokens",
-            }),
-            HeaderValue::from(w.limit),
-        );
-        h.insert(
-            header::HeaderName::from_static(match name {
-                "requests" => "x-ratelimit-remaining-requests",
-                _ => "x-ratelimit-remaining-tokens",
-            }),
-            HeaderValue::from(w.remaining),
-        );
-        let reset = format!("{}s", w.reset.as_secs_f64().ceil() as u64);
-        if let Ok(v) = HeaderValue::from_str(&reset) {
-            h.insert(
-                header::HeaderName::from_static(match name {
-                    "requests" => "x-ratelimit-reset-requests",
-                    _ => "x-ratelimit-reset-tokens",
-                }),
-                v,
-            );
+    let windows = [
+        (
+            &d.requests,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        ),
+        (
+            &d.tokens,
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ),
+    ];
+    for (window, [limit, remaining, reset]) in windows {
+        let Some(w) = window else { continue };
+        h.insert(limit, HeaderValue::from(w.limit));
+        h.insert(remaining, HeaderValue::from(w.remaining));
+        let secs = format!("{}s", w.reset.as_secs_f64().ceil() as u64);
+        if let Ok(v) = HeaderValue::from_str(&secs) {
+            h.insert(reset, v);
         }
-    };
-    if let Some(w) = &d.requests {
-        put("requests", w);
-    }
-    if let Some(w) = &d.tokens {
-        put("tokens", w);
     }
 }
 
