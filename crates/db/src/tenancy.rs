@@ -83,6 +83,33 @@ const USAGE_COLUMNS: usize = 11;
 /// Rows per INSERT statement: 11 parameters each stays far below the
 /// parameter limits of both engines.
 const USAGE_ROWS_PER_STATEMENT: usize = 500;
+/// SQLite's rows per statement: large enough that the per-statement cost
+/// is spread thin, small enough that binding stays cheap.
+const SQLITE_USAGE_ROWS_PER_STATEMENT: usize = 50;
+
+/// `INSERT ... VALUES (...), ...` for `rows` usage rows. SQLite gets bare
+/// `?` placeholders: it looks a numbered one up by name, one linear scan
+/// per parameter, which showed in the writer's profile at 550 parameters.
+fn usage_insert_sql(backend: crate::Backend, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(
+        "INSERT INTO usage_records (request_id, tenant_id, key_id, model, deployment, prompt_tokens, \
+         completion_tokens, latency_ms, status_code, cost_micros, created_at) VALUES ",
+    );
+    for i in 0..rows {
+        sql.push_str(if i > 0 { ", (" } else { "(" });
+        for c in 0..USAGE_COLUMNS {
+            let sep = if c > 0 { ", " } else { "" };
+            let _ = match backend {
+                crate::Backend::Sqlite => write!(sql, "{sep}?"),
+                crate::Backend::Postgres => write!(sql, "{sep}${}", i * USAGE_COLUMNS + c + 1),
+            };
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    sql
+}
 
 fn tenant(r: &AnyRow) -> Result<TenantRow, DbError> {
     let models: String = r.try_get("models")?;
@@ -242,33 +269,20 @@ impl Db {
     pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<u64, DbError> {
         let mut tx = self.pool().begin().await?;
         let mut written = 0;
-        // SQLite runs in this process: one prepared (and cached) single-row
-        // statement per record is cheaper than preparing a statement with
-        // thousands of parameters per batch (28k -> see docs/benchmarks.md).
-        // PostgreSQL is a round trip away: many rows per statement.
+        // Statements of one fixed size are prepared once and cached by sqlx;
+        // a size that changes with every batch would be prepared anew each
+        // time (costly for SQLite with hundreds of parameters). So: full
+        // chunks of the backend's size, then the rest one row at a time.
+        // SQLite runs in this process but sqlx hands each statement to its
+        // worker thread, so fewer statements matter as much as for PostgreSQL.
         let per_statement = match self.backend() {
-            crate::Backend::Sqlite => 1,
+            crate::Backend::Sqlite => SQLITE_USAGE_ROWS_PER_STATEMENT,
             crate::Backend::Postgres => USAGE_ROWS_PER_STATEMENT,
         };
-        for chunk in rows.chunks(per_statement) {
-            let mut sql = String::from(
-                "INSERT INTO usage_records (request_id, tenant_id, key_id, model, deployment, prompt_tokens, \
-                 completion_tokens, latency_ms, status_code, cost_micros, created_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for c in 0..USAGE_COLUMNS {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", i * USAGE_COLUMNS + c + 1));
-                }
-                sql.push(')');
-            }
-            sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+        let full = rows.len() / per_statement * per_statement;
+        let (chunked, rest) = rows.split_at(full);
+        for chunk in chunked.chunks(per_statement).chain(rest.chunks(1)) {
+            let sql = usage_insert_sql(self.backend(), chunk.len());
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use http::header::{HeaderMap, RETRY_AFTER};
 use rand::Rng;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::config::RetryConfig;
 

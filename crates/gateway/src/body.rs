@@ -1,13 +1,10 @@
 //! The request body's `model` rewrite and the response body's `usage`.
 //!
-//! The rewrite deserialises the top level into a map of *raw* values
-//! (`serde_json::value::RawValue`): each value (messages, tools, embedding
-//! inputs…) is only scanned for its end, never built into a tree or
-//! re-formatted, and is copied back byte for byte. Only `model` is replaced.
-//! When the body already names the upstream model it is passed on untouched,
-//! without a copy. (Key order becomes sorted, which JSON does not observe.)
-
-use std::collections::BTreeMap;
+//! The rewrite finds where the top-level `model` value lies in the body
+//! (one scan: other values are skipped, never built into a tree) and
+//! splices the new name in; every other byte is kept as it came, key order
+//! included. When the body already names the upstream model it is passed on
+//! untouched, without a copy.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -16,18 +13,46 @@ use switchyard_api::common::Usage;
 
 use crate::error::GatewayError;
 
+/// The top-level `model`, borrowed from the body so its place is known.
+#[derive(Deserialize)]
+struct ModelField<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+}
+
 /// Returns `body` with its top-level `model` set to `model`.
 pub(crate) fn rewrite_model(body: &Bytes, model: &str) -> Result<Bytes, GatewayError> {
     let invalid = |message: String| GatewayError::InvalidRequest { message };
-    let mut fields: BTreeMap<String, &RawValue> =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON object: {e}")))?;
+    // A derived struct would also accept a JSON array; only objects are requests.
+    let open = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .filter(|&i| body[i] == b'{')
+        .ok_or_else(|| invalid("not a JSON object".into()))?;
+    let found: ModelField = serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON object: {e}")))?;
     let wanted = serde_json::to_string(model).map_err(|e| invalid(e.to_string()))?;
-    if fields.get("model").is_some_and(|v| v.get() == wanted) {
-        return Ok(body.clone());
+    let mut out = Vec::with_capacity(body.len() + wanted.len() + 10);
+    match found.model {
+        Some(raw) if raw.get() == wanted => return Ok(body.clone()),
+        Some(raw) => {
+            // `raw` borrows from `body`: its offset is where the value starts.
+            let at = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            out.extend_from_slice(&body[..at]);
+            out.extend_from_slice(wanted.as_bytes());
+            out.extend_from_slice(&body[at + raw.get().len()..]);
+        }
+        None => {
+            let rest = &body[open + 1..];
+            let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+            out.extend_from_slice(&body[..=open]);
+            out.extend_from_slice(b"\"model\":");
+            out.extend_from_slice(wanted.as_bytes());
+            if !empty {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest);
+        }
     }
-    let raw = RawValue::from_string(wanted).map_err(|e| invalid(e.to_string()))?;
-    fields.insert("model".to_owned(), &raw);
-    let out = serde_json::to_vec(&fields).map_err(|e| invalid(e.to_string()))?;
     Ok(Bytes::from(out))
 }
 
@@ -77,10 +102,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "gpt-4o-mini");
         assert_eq!(v["messages"][0]["content"], "hi  there");
-        // Raw values are copied verbatim.
-        assert!(std::str::from_utf8(&out)
-            .unwrap()
-            .contains(r#"[{"role":"user","content":"hi  there"}]"#));
+        // Every other byte is kept, key order included.
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi  there"}],"n":1}"#
+        );
     }
 
     #[test]
@@ -89,8 +115,14 @@ mod tests {
         let out = rewrite_model(&body, "m").unwrap();
         assert_eq!(out.as_ptr(), body.as_ptr());
         let out = rewrite_model(&Bytes::from_static(br#"{"input":"x"}"#), "m").unwrap();
-        assert_eq!(&out[..], br#"{"input":"x","model":"m"}"#);
+        assert_eq!(&out[..], br#"{"model":"m","input":"x"}"#);
+        let nested = Bytes::from_static(br#"{ "x": {"model":"inner"}, "model" : "o\"ld" }"#);
+        let out = rewrite_model(&nested, "m").unwrap();
+        assert_eq!(&out[..], br#"{ "x": {"model":"inner"}, "model" : "m" }"#);
+        let out = rewrite_model(&Bytes::from_static(b" { } "), "m").unwrap();
+        assert_eq!(&out[..], br#" {"model":"m" } "#);
         assert!(rewrite_model(&Bytes::from_static(b"[1]"), "m").is_err());
+        assert!(rewrite_model(&Bytes::from_static(br#"{"model":"a","model":"b"}"#), "m").is_err());
     }
 
     #[test]

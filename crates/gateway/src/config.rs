@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretRef;
@@ -232,11 +232,14 @@ impl TimeoutConfig {
 }
 
 fn check_url(raw: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
+    let uri: http::Uri = raw.parse().map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err("must be http:// or https://".into());
     }
-    if url.query().is_some() || url.fragment().is_some() {
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("is not a URL: it has no host".into());
+    }
+    if uri.query().is_some() || raw.contains('#') {
         return Err("must not have a query or fragment".into());
     }
     Ok(())

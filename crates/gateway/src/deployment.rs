@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::StatusCode;
+use http_body_util::{BodyDataStream, BodyExt};
 use tokio::time::timeout_at;
 
 use crate::backoff;
 use crate::body::{parse_usage, rewrite_model};
+use crate::client::HttpClient;
 use crate::config::{ConfigError, DeploymentConfig, RetryConfig, TimeoutConfig};
 use crate::endpoint::{self, Attempt, Endpoint, EndpointSnapshot};
 use crate::error::{GatewayError, TimeoutPhase};
@@ -33,7 +35,7 @@ const ERROR_BODY_WAIT: Duration = Duration::from_secs(1);
 pub struct Deployment {
     name: String,
     model: String,
-    client: reqwest::Client,
+    client: HttpClient,
     endpoints: Vec<Arc<Endpoint>>,
     timeouts: TimeoutConfig,
     retries: RetryConfig,
@@ -71,18 +73,15 @@ impl Deployment {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("switchyard/", env!("CARGO_PKG_VERSION"))),
+        );
         // One client per deployment: its pool keeps connections alive across
-        // calls. HTTP/2 is negotiated by ALPN on https; plain http is HTTP/1.1.
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .tcp_nodelay(true)
-            .connect_timeout(cfg.timeouts.connect())
-            .pool_idle_timeout(Duration::from_secs(90))
-            // An API answer is never a redirect to follow: a 3xx is passed back.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| err("base_url", error_chain(&e)))?;
+        // calls. An API answer is never a redirect to follow: a 3xx is passed
+        // back as it came.
+        let client = HttpClient::new(headers, cfg.timeouts.connect(), Duration::from_secs(90))
+            .map_err(|m| err("base_url", m))?;
         let now = Instant::now();
         let endpoints = std::iter::once(&cfg.base_url)
             .chain(&cfg.replicas)
@@ -125,7 +124,11 @@ impl Deployment {
         req: &UpstreamRequest,
         attempts: &mut u32,
     ) -> Result<UpstreamResponse, GatewayError> {
-        let body = rewrite_model(&req.body, &self.model)?;
+        let body = if req.model.as_deref() == Some(self.model.as_str()) {
+            req.body.clone()
+        } else {
+            rewrite_model(&req.body, &self.model)?
+        };
         let deadline = Instant::now() + self.timeouts.total();
         let mut avoid = None;
         let mut retries = 0;
@@ -171,27 +174,28 @@ impl Deployment {
         } else {
             (deadline, TimeoutPhase::Total)
         };
-        let builder = match slot.endpoint().known_url(&req.path) {
-            Some(url) => self.client.post(url),
-            None => self.client.post(slot.endpoint().url(&req.path)),
+        let uri = match slot.endpoint().uri(&req.path) {
+            Ok(uri) => uri,
+            Err(message) => {
+                return Err(Retry {
+                    error: GatewayError::InvalidRequest { message },
+                    retry_after: None,
+                })
+            }
         };
-        let send = builder
-            .headers(req.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send();
+        let send = self.client.post(uri, &req.headers, body);
         let response = match timeout_at(first_byte_at.into(), send).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return self.retry(slot, self.transport_error(&e), None),
             Err(_) => return self.retry(slot, self.timeout(phase), None),
         };
-        let status = response.status();
-        let headers = response.headers().clone();
+        let (parts, body) = response.into_parts();
+        let (status, headers) = (parts.status, parts.headers);
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = backoff::retry_after(&headers);
             let wait = (Instant::now() + ERROR_BODY_WAIT).min(deadline);
-            let body = match timeout_at(wait.into(), response.bytes()).await {
-                Ok(Ok(body)) => body,
+            let body = match timeout_at(wait.into(), body.collect()).await {
+                Ok(Ok(body)) => body.to_bytes(),
                 _ => Bytes::new(),
             };
             let error = GatewayError::UpstreamStatus {
@@ -209,7 +213,7 @@ impl Deployment {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if req.stream && status.is_success() && !json {
-            let mut chunks = response.bytes_stream().boxed();
+            let mut chunks = BodyDataStream::new(body).boxed();
             let first = match timeout_at(first_byte_at.into(), chunks.next()).await {
                 Ok(Some(Ok(first))) => first,
                 Ok(Some(Err(e))) => return self.retry(slot, self.stream_error(&e), None),
@@ -233,8 +237,8 @@ impl Deployment {
             return Ok(self.answer(status, headers, UpstreamBody::Stream { chunks, summary }));
         }
         slot.first_byte();
-        let bytes = match timeout_at(deadline.into(), response.bytes()).await {
-            Ok(Ok(bytes)) => bytes,
+        let bytes = match timeout_at(deadline.into(), body.collect()).await {
+            Ok(Ok(bytes)) => bytes.to_bytes(),
             Ok(Err(e)) => return self.retry(slot, self.stream_error(&e), None),
             Err(_) => return self.retry(slot, self.timeout(TimeoutPhase::Total), None),
         };
@@ -266,9 +270,9 @@ impl Deployment {
         }
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> GatewayError {
-        if e.is_timeout() {
-            // The only timeout reqwest itself enforces is `connect_timeout`.
+    fn transport_error(&self, e: &hyper_util::client::legacy::Error) -> GatewayError {
+        if e.is_connect() && timed_out(e) {
+            // The only timeout the client itself enforces is the connect timeout.
             return self.timeout(TimeoutPhase::Connect);
         }
         GatewayError::Connect {
@@ -277,12 +281,26 @@ impl Deployment {
         }
     }
 
-    fn stream_error(&self, e: &reqwest::Error) -> GatewayError {
+    fn stream_error(&self, e: &hyper::Error) -> GatewayError {
         GatewayError::Stream {
             deployment: self.name.clone(),
             message: error_chain(e),
         }
     }
+}
+
+/// Whether an I/O timeout is among `e`'s sources.
+fn timed_out(e: &(dyn StdError + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An error with its sources, `outer: inner: root`.

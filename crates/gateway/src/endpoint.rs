@@ -21,9 +21,9 @@ const EWMA_ALPHA: f64 = 0.3;
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     base_url: String,
-    /// The OpenAI paths, parsed once: parsing a URL (IDNA included) for
-    /// every request showed in the proxy's profile.
-    known: Vec<(&'static str, reqwest::Url)>,
+    /// The OpenAI paths' URIs, parsed once (a `Uri` clone is a few
+    /// reference counts).
+    known: Vec<(&'static str, http::Uri)>,
     outstanding: AtomicU32,
     state: Mutex<State>,
 }
@@ -49,7 +49,7 @@ impl Endpoint {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let known = ["/chat/completions", "/completions", "/embeddings"]
             .into_iter()
-            .filter_map(|p| Some((p, reqwest::Url::parse(&format!("{base_url}{p}")).ok()?)))
+            .filter_map(|p| Some((p, format!("{base_url}{p}").parse().ok()?)))
             .collect();
         Self {
             base_url,
@@ -66,9 +66,15 @@ impl Endpoint {
         format!("{}/{}", self.base_url, path.trim_start_matches('/'))
     }
 
-    /// `url(path)` already parsed, for the OpenAI paths.
-    pub(crate) fn known_url(&self, path: &str) -> Option<reqwest::Url> {
-        self.known.iter().find(|(p, _)| *p == path).map(|(_, u)| u.clone())
+    /// `url(path)` as a URI: parsed once for the OpenAI paths.
+    pub(crate) fn uri(&self, path: &str) -> Result<http::Uri, String> {
+        match self.known.iter().find(|(p, _)| *p == path) {
+            Some((_, uri)) => Ok(uri.clone()),
+            None => self
+                .url(path)
+                .parse()
+                .map_err(|e| format!("bad upstream URL for `{path}`: {e}")),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

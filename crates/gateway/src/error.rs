@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::StatusCode;
+use http::StatusCode;
 
 /// Which deadline ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

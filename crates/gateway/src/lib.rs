@@ -30,7 +30,7 @@
 //!    The latency EWMA learns from answers only: failing replicas are the
 //!    breaker's business, not the balancer's.
 //!
-//! The client is one pooled `reqwest::Client` per deployment (keep-alive,
+//! The client is one pooled hyper client per deployment (keep-alive,
 //! `TCP_NODELAY`, connect timeout, no redirects followed). HTTP/2 is used
 //! where https negotiates it; plain-http upstreams speak HTTP/1.1.
 //!
@@ -52,6 +52,7 @@
 mod backoff;
 mod body;
 pub mod breaker;
+mod client;
 pub mod config;
 mod deployment;
 mod endpoint;
@@ -69,6 +70,8 @@ pub use config::{BreakerConfig, ConfigError, DeploymentConfig, RetryConfig, Time
 pub use deployment::Deployment;
 pub use endpoint::EndpointSnapshot;
 pub use error::{ErrorInfo, GatewayError, TimeoutPhase};
+/// The HTTP types the gateway's API uses (the same `http` crate as axum's).
+pub use http::{HeaderMap, StatusCode};
 pub use request::{UpstreamBody, UpstreamRequest, UpstreamResponse};
 pub use route::Route;
 pub use secret::{Secret, SecretRef};

@@ -1,8 +1,8 @@
 //! What a call takes and what it gives back.
 
 use bytes::Bytes;
-use reqwest::header::HeaderMap;
-use reqwest::StatusCode;
+use http::header::HeaderMap;
+use http::StatusCode;
 use switchyard_api::common::Usage;
 
 use crate::stream::{StreamSummaryReceiver, UpstreamStream};
@@ -21,6 +21,9 @@ pub struct UpstreamRequest {
     /// Per-request headers to send along (e.g. a request id), on top of the
     /// deployment's own; empty by default.
     pub headers: HeaderMap,
+    /// The body's `model`, when the caller has read it already: a deployment
+    /// whose upstream model is the same then sends the body without parsing it.
+    pub model: Option<String>,
 }
 
 impl UpstreamRequest {
@@ -30,6 +33,7 @@ impl UpstreamRequest {
             body: body.into(),
             stream,
             headers: HeaderMap::new(),
+            model: None,
         }
     }
 }

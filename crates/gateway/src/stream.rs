@@ -72,7 +72,7 @@ impl StreamSummaryReceiver {
 pub struct UpstreamStream {
     deployment: String,
     first: Option<Bytes>,
-    inner: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    inner: Option<BoxStream<'static, Result<Bytes, hyper::Error>>>,
     deadline: Pin<Box<Sleep>>,
     idle_limit: Duration,
     idle: Pin<Box<Sleep>>,
@@ -88,7 +88,7 @@ impl UpstreamStream {
     pub(crate) fn new(
         deployment: String,
         first: Bytes,
-        inner: BoxStream<'static, reqwest::Result<Bytes>>,
+        inner: BoxStream<'static, Result<Bytes, hyper::Error>>,
         (deadline, idle_limit): (std::time::Instant, Duration),
         attempt: Attempt,
     ) -> (Self, StreamSummaryReceiver) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use reqwest::StatusCode;
+use switchyard_gateway::StatusCode;
 use switchyard_gateway::{BreakerState, Deployment, GatewayError, Route};
 
 #[tokio::test]

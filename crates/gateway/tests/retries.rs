@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use reqwest::StatusCode;
+use switchyard_gateway::StatusCode;
 use switchyard_gateway::{Deployment, GatewayError, TimeoutPhase};
 
 #[tokio::test]

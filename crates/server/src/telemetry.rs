@@ -2,11 +2,7 @@
 //! Prometheus recorder. Metric names and labels are listed in docs/metrics.md.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use switchyard_engine::embed::batcher::{BatchObserver, BatchReport};
 use switchyard_engine::llm::{StepObserver, StepReport};
@@ -107,17 +103,19 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// Sets up logging once. JSON lines by default, with the request's span
-/// fields (its id) on every line. Lines are written to stderr by a
-/// background thread (request threads only queue them; none is dropped: a
-/// full queue makes the logger wait). Keep the guard until exit: dropping
-/// it flushes what is queued.
-pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// fields (its id) on every line. Lines are buffered in memory and written
+/// to stderr by a background thread every few milliseconds
+/// ([`crate::logwriter`]); none is dropped. Keep the guard until exit:
+/// dropping it writes what is buffered.
+pub fn init_logging(format: LogFormat) -> crate::logwriter::FlushGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let (writer, guard) = crate::logwriter::LogBuffer::start();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Plain => builder.try_init(),
@@ -125,20 +123,36 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
     guard
 }
 
-/// Counts and times every request by route template (bounded labels).
-pub async fn track_http(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let started = Instant::now();
-    metrics::gauge!(HTTP_IN_FLIGHT).increment(1.0);
-    let resp = next.run(req).await;
-    metrics::gauge!(HTTP_IN_FLIGHT).decrement(1.0);
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
-    resp
+/// Metric handles by their label values, built once. Building a metric's
+/// key (owned label strings, a hash, a registry lookup) on every request
+/// showed in the gateway's profile; a handle is an `Arc`, cheap to clone.
+/// Label values must be bounded (route templates, statuses, configured
+/// names), as for any metric.
+pub struct Handles<K, H> {
+    map: std::sync::RwLock<std::collections::HashMap<K, H>>,
+}
+
+impl<K: std::hash::Hash + Eq, H: Clone> Handles<K, H> {
+    pub fn new() -> Self {
+        Self {
+            map: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The handles for `key`, made by `make` the first time.
+    pub fn get(&self, key: K, make: impl FnOnce(&K) -> H) -> H {
+        if let Some(h) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return h.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(key).or_insert_with_key(|k| make(k)).clone()
+    }
+}
+
+impl<K: std::hash::Hash + Eq, H: Clone> Default for Handles<K, H> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Records each forward pass of an embedding model's batcher.

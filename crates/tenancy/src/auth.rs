@@ -91,9 +91,12 @@ impl Principal {
     }
 }
 
+/// A key as the cache keeps it: what is checked on every request, and the
+/// principal built once (a request takes a reference count, not a copy).
 #[derive(Debug, Clone)]
 struct Cached {
-    lookup: KeyLookup,
+    lookup: Arc<KeyLookup>,
+    principal: Arc<Principal>,
     fetched: Instant,
 }
 
@@ -117,11 +120,11 @@ impl Authenticator {
 
     /// `header_value` is the `Authorization` header (`Bearer <key>`), or a
     /// bare key (e.g. from `x-api-key`).
-    pub async fn authenticate(&self, header_value: Option<&str>) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, header_value: Option<&str>) -> Result<Arc<Principal>, AuthError> {
         self.authenticate_at(header_value, switchyard_db::now_unix()).await
     }
 
-    pub async fn authenticate_at(&self, header_value: Option<&str>, now: i64) -> Result<Principal, AuthError> {
+    pub async fn authenticate_at(&self, header_value: Option<&str>, now: i64) -> Result<Arc<Principal>, AuthError> {
         let value = header_value
             .map(str::trim)
             .filter(|v| !v.is_empty())
@@ -132,14 +135,13 @@ impl Authenticator {
             None => value,
         };
         let parsed = key::parse(token).ok_or(AuthError::Malformed)?;
-        let lookup = match self.cached(&parsed.id) {
-            Some(l) => l,
+        let Cached { lookup, principal, .. } = match self.cached(&parsed.id) {
+            Some(c) => c,
             None => {
                 let Some(l) = self.db.api_key_lookup(&parsed.id).await? else {
                     return Err(AuthError::Unknown);
                 };
-                self.remember(&parsed.id, &l);
-                l
+                self.remember(&parsed.id, l)
             }
         };
         // The hash first: a wrong secret says nothing about the key's state.
@@ -152,7 +154,7 @@ impl Authenticator {
         if lookup.key.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
-        Ok(self.principal(&lookup))
+        Ok(principal)
     }
 
     /// Drops a key from the cache (after revoking it here).
@@ -192,17 +194,20 @@ impl Authenticator {
         }
     }
 
-    fn cached(&self, key_id: &str) -> Option<KeyLookup> {
+    fn cached(&self, key_id: &str) -> Option<Cached> {
         let cache = self.lock();
-        cache
-            .get(key_id)
-            .filter(|c| c.fetched.elapsed() < self.ttl)
-            .map(|c| c.lookup.clone())
+        cache.get(key_id).filter(|c| c.fetched.elapsed() < self.ttl).cloned()
     }
 
-    fn remember(&self, key_id: &str, lookup: &KeyLookup) {
+    /// Builds the cache entry (and keeps it, unless caching is off).
+    fn remember(&self, key_id: &str, lookup: KeyLookup) -> Cached {
+        let entry = Cached {
+            principal: Arc::new(self.principal(&lookup)),
+            lookup: Arc::new(lookup),
+            fetched: Instant::now(),
+        };
         if self.ttl.is_zero() {
-            return;
+            return entry;
         }
         let mut cache = self.lock();
         if cache.len() >= CACHE_MAX {
@@ -212,13 +217,8 @@ impl Authenticator {
                 cache.clear();
             }
         }
-        cache.insert(
-            key_id.to_string(),
-            Cached {
-                lookup: lookup.clone(),
-                fetched: Instant::now(),
-            },
-        );
+        cache.insert(key_id.to_string(), entry.clone());
+        entry
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {

@@ -36,7 +36,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             Err(e) => return auth_error(&e).into_response(),
         }
     } else {
-        Principal::unauthenticated()
+        std::sync::Arc::new(Principal::unauthenticated())
     };
     if let Err(e) = principal.require(scope) {
         return access_error(&e).into_response();
@@ -113,7 +113,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
 /// Everything needed to write the request's usage record.
 struct Finish {
     state: AppState,
-    principal: Principal,
+    principal: std::sync::Arc<Principal>,
     ticket: UsageTicket,
     request_id: String,
     status: u16,
@@ -121,15 +121,18 @@ struct Finish {
 }
 
 impl Finish {
-    /// Queues the record. The common case (usage known, no token window to
-    /// charge, room in the queue) needs no task; otherwise a tracked task
-    /// finishes the job, counted in the backlog the door checks.
+    /// Queues the record. The common case (usage known, token window in
+    /// this process or none, room in the queue) needs no task; otherwise a
+    /// tracked task finishes the job, counted in the backlog the door checks.
     fn record(self) {
         let t = self.state.tenancy.clone();
         if let Some(facts) = self.ticket.ready() {
-            let charge =
-                facts.prompt_tokens + facts.completion_tokens > 0 && self.principal.limits.tokens_per_minute.is_some();
-            if !charge {
+            let tokens = facts.prompt_tokens + facts.completion_tokens;
+            let charged = tokens == 0
+                || self.principal.limits.tokens_per_minute.is_none()
+                || t.limiter
+                    .charge_tokens_now(&self.principal.key_id, &self.principal.limits, tokens);
+            if charged {
                 match t.recorder.try_record(self.usage(&facts)) {
                     Ok(None) => {}
                     Ok(Some(pending)) => t.in_background(async move {

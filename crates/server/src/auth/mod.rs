@@ -126,7 +126,7 @@ impl Tenancy {
 /// Who is calling and where their usage goes, as the auth layer left them
 /// in the request (a request that did not pass it is the local user).
 pub struct Caller {
-    pub principal: switchyard_tenancy::Principal,
+    pub principal: Arc<switchyard_tenancy::Principal>,
     pub ticket: UsageTicket,
 }
 
@@ -147,9 +147,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
         Ok(Self {
             principal: parts
                 .extensions
-                .get::<switchyard_tenancy::Principal>()
+                .get::<Arc<switchyard_tenancy::Principal>>()
                 .cloned()
-                .unwrap_or_else(switchyard_tenancy::Principal::unauthenticated),
+                .unwrap_or_else(|| Arc::new(switchyard_tenancy::Principal::unauthenticated())),
             ticket: parts.extensions.get::<UsageTicket>().cloned().unwrap_or_default(),
         })
     }

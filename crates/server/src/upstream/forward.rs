@@ -35,6 +35,8 @@ pub async fn forward(
     let permit = service::admit(state)?;
     let started = Instant::now();
     let mut req = UpstreamRequest::new(path, body, stream);
+    // The route was found by the body's `model`: it is the route's name.
+    req.model = Some(route.name().to_string());
     for name in PASSED {
         if let Some(v) = headers.get(name) {
             req.headers.insert(name, v.clone());
@@ -131,14 +133,29 @@ fn outcome_of(e: &GatewayError) -> &'static str {
     e.info().code
 }
 
+/// The handles of one (route, deployment, outcome).
+#[derive(Clone)]
+struct RouteHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    prompt: metrics::Counter,
+    generated: metrics::Counter,
+}
+
 fn record(route: &str, deployment: &str, outcome: &'static str, usage: Option<Usage>, started: Instant) {
-    metrics::counter!(telemetry::UPSTREAM_REQUESTS, "route" => route.to_string(), "deployment" => deployment.to_string(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(telemetry::UPSTREAM_DURATION, "route" => route.to_string())
-        .record(started.elapsed().as_secs_f64());
+    static HANDLES: std::sync::OnceLock<telemetry::Handles<(String, String, &'static str), RouteHandles>> =
+        std::sync::OnceLock::new();
+    let key = (route.to_string(), deployment.to_string(), outcome);
+    let h = HANDLES.get_or_init(telemetry::Handles::new).get(key, |(route, deployment, outcome)| RouteHandles {
+        requests: metrics::counter!(telemetry::UPSTREAM_REQUESTS, "route" => route.clone(), "deployment" => deployment.clone(), "outcome" => *outcome),
+        duration: metrics::histogram!(telemetry::UPSTREAM_DURATION, "route" => route.clone()),
+        prompt: metrics::counter!(telemetry::PROMPT_TOKENS, "model" => route.clone()),
+        generated: metrics::counter!(telemetry::GENERATED_TOKENS, "model" => route.clone()),
+    });
+    h.requests.increment(1);
+    h.duration.record(started.elapsed().as_secs_f64());
     if let Some(u) = usage {
-        metrics::counter!(telemetry::PROMPT_TOKENS, "model" => route.to_string()).increment(u.prompt_tokens as u64);
-        metrics::counter!(telemetry::GENERATED_TOKENS, "model" => route.to_string())
-            .increment(u.completion_tokens as u64);
+        h.prompt.increment(u.prompt_tokens as u64);
+        h.generated.increment(u.completion_tokens as u64);
     }
 }

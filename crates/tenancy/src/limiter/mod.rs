@@ -194,6 +194,21 @@ impl Limiter {
         Ok(decision(&ops, &applied))
     }
 
+    /// Records the tokens an answer used at once when the limiter is in
+    /// this process; `false` (nothing charged) when it is remote and
+    /// [`Self::charge_tokens`] must be awaited instead.
+    pub fn charge_tokens_now(&self, subject: &str, limits: &Limits, tokens: u64) -> bool {
+        match self {
+            Self::Local(l) => {
+                if let Some(op) = charge_op(limits, tokens) {
+                    l.apply(subject, &[op]);
+                }
+                true
+            }
+            Self::Redis(_) => false,
+        }
+    }
+
     /// Records the tokens an answer used (prompt + completion).
     pub async fn charge_tokens(&self, subject: &str, limits: &Limits, tokens: u64) -> Result<(), LimiterError> {
         let Some(op) = charge_op(limits, tokens) else {
