@@ -19,7 +19,7 @@
 #
 # Env: GATEWAY_BENCH_SECS (10) seconds per wrk run; GATEWAY_BENCH_REPS (3)
 # repetitions, medians reported; GATEWAY_STREAM_REQS (200) streams per ttfb
-# run; GATEWAY_BENCH_ROWS ("direct nginx litellm switchyard");
+# run; GATEWAY_BENCH_ROWS ("direct nginx litellm switchyard switchyard1");
 # GATEWAY_WRK_THREADS (2, at most the concurrency); NGINX_PROXY_WORKERS (1);
 # LITELLM_WORKERS (2); LITELLM_PIP_SPEC
 # ("litellm[proxy]"); SWITCHYARD_BIN (the row is skipped without it);
@@ -69,7 +69,7 @@ cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 secs="${GATEWAY_BENCH_SECS:-10}"
 reps="${GATEWAY_BENCH_REPS:-3}"
 stream_reqs="${GATEWAY_STREAM_REQS:-200}"
-rows="${GATEWAY_BENCH_ROWS:-direct nginx litellm switchyard}"
+rows="${GATEWAY_BENCH_ROWS:-direct nginx litellm switchyard switchyard1}"
 nginx_workers="${NGINX_PROXY_WORKERS:-1}"
 litellm_workers="${LITELLM_WORKERS:-2}"
 wrk_threads="${GATEWAY_WRK_THREADS:-2}"
@@ -396,23 +396,26 @@ YAML
   return "$rc"
 }
 
+# row_switchyard [ROW IO_THREADS]: ROW defaults to switchyard, IO_THREADS to
+# the server's default (0: one per core).
 row_switchyard() {
-  local bin="${SWITCHYARD_BIN:-}" d="$tmp/switchyard" port rc=0
+  local row="${1:-switchyard}" io="${2:-0}"
+  local bin="${SWITCHYARD_BIN:-}" d="$tmp/$row" port rc=0
   if [ -z "$bin" ]; then
-    R[switchyard.skip]="skipped: SWITCHYARD_BIN is unset"
+    R[$row.skip]="skipped: SWITCHYARD_BIN is unset"
   elif [ ! -f "$bin" ] || [ ! -x "$bin" ]; then
-    R[switchyard.skip]="skipped: SWITCHYARD_BIN=$bin is not an executable file"
+    R[$row.skip]="skipped: SWITCHYARD_BIN=$bin is not an executable file"
   fi
-  if [ -n "${R[switchyard.skip]:-}" ]; then
-    echo "  ${R[switchyard.skip]} (set it to a release build of switchyard to measure this row)"
+  if [ -n "${R[$row.skip]:-}" ]; then
+    echo "  ${R[$row.skip]} (set it to a release build of switchyard to measure this row)"
     return 0
   fi
   bin="$(realpath "$bin")"
   mkdir -p "$d"; port=$(free_port)
   switchyard_yaml "$port" "$mock_port" >"$d/config.yaml"
   if ! "$bin" config check "$d/config.yaml" >"$d/check.log" 2>&1; then
-    R[switchyard.skip]="failed: \`switchyard config check\` rejected the config: $(tr '\n|' ' /' <"$d/check.log" | cut -c1-300)"
-    echo "  ${R[switchyard.skip]}" >&2
+    R[$row.skip]="failed: \`switchyard config check\` rejected the config: $(tr '\n|' ' /' <"$d/check.log" | cut -c1-300)"
+    echo "  ${R[$row.skip]}" >&2
     echo "  the config was:" >&2; sed 's/^/    /' "$d/config.yaml" >&2
     return 1
   fi
@@ -421,11 +424,11 @@ row_switchyard() {
   GATEWAY_BENCH_KEY="sy-$(python3 -c 'import secrets; print(secrets.token_hex(8))').$(python3 -c 'import base64, secrets; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))')"
   export GATEWAY_BENCH_KEY
   start_session "$d/log" -- env SWITCHYARD_SERVER__HOST=127.0.0.1 SWITCHYARD_SERVER__PORT="$port" \
-    SWITCHYARD_SERVER__LOG_FORMAT=plain SWITCHYARD_STORAGE__DATA_DIR="$d/data" \
+    SWITCHYARD_SERVER__LOG_FORMAT=plain SWITCHYARD_SERVER__IO_THREADS="$io" SWITCHYARD_STORAGE__DATA_DIR="$d/data" \
     SWITCHYARD_ADMIN_KEY="$GATEWAY_BENCH_KEY" "$bin" serve --config "$d/config.yaml"
   local s=$pid
   wait_http "http://127.0.0.1:$port/health" "$s" "$d/log" 300 &&
-    bench_row switchyard "http://127.0.0.1:$port/v1/chat/completions" \
+    bench_row "$row" "http://127.0.0.1:$port/v1/chat/completions" \
       "http://127.0.0.1:$port/v1/chat/completions" mock-stream "$s" || rc=$?
   stop_session "$s"
   GATEWAY_BENCH_KEY=$litellm_key
@@ -433,9 +436,13 @@ row_switchyard() {
   return "$rc"
 }
 
+# The same with one I/O thread, as the nginx row has one worker.
+row_switchyard1() { row_switchyard switchyard1 1; }
+
 # --- report ------------------------------------------------------------------
 declare -A NAME=([direct]="direct to mock" [nginx]="nginx reverse proxy ($nginx_workers worker)"
-  [litellm]="LiteLLM proxy ($litellm_workers workers)" [switchyard]="Switchyard")
+  [litellm]="LiteLLM proxy ($litellm_workers workers)" [switchyard]="Switchyard"
+  [switchyard1]="Switchyard, io_threads: 1")
 
 have() { [ -n "${R[$1.rps]:-}" ]; }
 added() { # ROW KEY -> ms over direct, or –
@@ -478,6 +485,10 @@ report() {
   echo "| Switchyard rps / nginx rps | $(ratio switchyard nginx rps) | ≥ 0.5× |"
   echo "| Switchyard rps / LiteLLM rps | $(ratio switchyard litellm rps) | ≥ 50× |"
   echo "| Switchyard CPU per request / nginx CPU per request | $(ratio switchyard nginx cpu) | ≤ 3× |"
+  if [[ " $rows " == *" switchyard1 "* ]]; then
+    echo "| Switchyard (io_threads: 1) rps / nginx rps | $(ratio switchyard1 nginx rps) | ≥ 0.5× |"
+    echo "| Switchyard (io_threads: 1) CPU per request / nginx CPU per request | $(ratio switchyard1 nginx cpu) | ≤ 3× |"
+  fi
 }
 
 # --- main --------------------------------------------------------------------
@@ -492,7 +503,7 @@ start_mock
 echo "mock upstream on 127.0.0.1:$mock_port"
 for row in $rows; do
   echo "== ${NAME[$row]:-?}"
-  [ -n "${NAME[$row]:-}" ] || { echo "unknown row $row (rows: direct nginx litellm switchyard)" >&2; exit 2; }
+  [ -n "${NAME[$row]:-}" ] || { echo "unknown row $row (rows: direct nginx litellm switchyard switchyard1)" >&2; exit 2; }
   "row_$row" || echo "  ${NAME[$row]}: FAILED (see above); going on with the other rows" >&2
 done
 stop_session "$mock_sid"

@@ -269,19 +269,15 @@ impl Db {
     pub async fn insert_usage(&self, rows: &[UsageRow]) -> Result<u64, DbError> {
         let mut tx = self.pool().begin().await?;
         let mut written = 0;
-        // Statements of one fixed size are prepared once and cached by sqlx;
-        // a size that changes with every batch would be prepared anew each
-        // time (costly for SQLite with hundreds of parameters). So: full
-        // chunks of the backend's size, then the rest one row at a time.
-        // SQLite runs in this process but sqlx hands each statement to its
-        // worker thread, so fewer statements matter as much as for PostgreSQL.
+        // Many rows per statement: sqlx hands each statement to SQLite's
+        // worker thread, or sends it to PostgreSQL, so fewer statements
+        // cost less. sqlx caches each prepared size; a batch has at most
+        // two (full chunks and the rest).
         let per_statement = match self.backend() {
             crate::Backend::Sqlite => SQLITE_USAGE_ROWS_PER_STATEMENT,
             crate::Backend::Postgres => USAGE_ROWS_PER_STATEMENT,
         };
-        let full = rows.len() / per_statement * per_statement;
-        let (chunked, rest) = rows.split_at(full);
-        for chunk in chunked.chunks(per_statement).chain(rest.chunks(1)) {
+        for chunk in rows.chunks(per_statement) {
             let sql = usage_insert_sql(self.backend(), chunk.len());
             let mut q = sqlx::query(&sql);
             for r in chunk {

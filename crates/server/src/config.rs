@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// Seconds to let in-flight requests finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
+    /// Threads serving HTTP (and upstream calls); 0: one per CPU core. A
+    /// gateway replica pinned to one core does better with 1 (no wake-ups
+    /// between threads; see docs/benchmarks.md). Engines compute on their own.
+    pub io_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 30,
             log_format: LogFormat::Json,
+            io_threads: 0,
         }
     }
 }

@@ -238,3 +238,66 @@ async fn upstream_routes_are_listed_beside_native_models() {
         .await;
     assert_eq!(code, 200, "{answer}");
 }
+
+/// While the usage writer cannot write (a second connection holds SQLite's
+/// write lock), records queue up to `tenancy.usage.queue`; past that the
+/// door sheds new inference requests with a 503 `usage_backlog` instead of
+/// growing memory, and once the lock is gone every answered request's
+/// record is written: none is lost.
+#[tokio::test]
+async fn a_stuck_usage_writer_sheds_load_and_loses_no_record() {
+    let a = Upstream::start(vec![]).await;
+    let srv = common::start(|c| {
+        gateway(c, &[("a", &a)], &[("m", &["a"])]);
+        c.tenancy.usage.queue = 1;
+        c.tenancy.usage.batch_size = 1;
+    })
+    .await;
+    let pool = srv.state.db.pool().clone();
+    let mut lock = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *lock).await.unwrap();
+
+    let mut answered = 0;
+    let mut shed = None;
+    for _ in 0..10 {
+        let resp = srv
+            .client
+            .post(format!("{}/v1/chat/completions", srv.base))
+            .json(&body("m", false))
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            200 => answered += 1,
+            503 => {
+                let retry = resp.headers().get("retry-after").cloned();
+                shed = Some((retry, resp.json::<Value>().await.unwrap()));
+                break;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let (retry, err) = shed.expect("a stuck writer must shed load within a few requests");
+    assert_eq!(err["error"]["code"], "usage_backlog", "{err}");
+    assert!(retry.is_some(), "a 503 says when to retry");
+    assert!(answered >= 1);
+
+    sqlx::query("COMMIT").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    let count = || async {
+        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM usage_records")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        row.0
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count().await < answered && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count().await,
+        answered,
+        "every answered request has its record, the shed one none"
+    );
+}
