@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => match Config::load(Some(&file)) {
             Ok(cfg) => {
-                println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+                println!("{}", serde_json::to_string_pretty(&redacted(&cfg)).unwrap_or_default());
                 eprintln!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
@@ -144,6 +144,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // A line for scripts and tests that start us on port 0.
         println!("switchyard listening on http://{addr}");
     }))
+}
+
+/// The effective config as JSON with the passwords in database and Redis
+/// URLs masked: `config check` output ends up in CI logs and tickets.
+fn redacted(cfg: &Config) -> serde_json::Value {
+    // Through text, not `to_value`: an f32 such as 0.7 stays 0.7.
+    let text = serde_json::to_string(cfg).unwrap_or_default();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    for path in ["/storage/url", "/tenancy/limiter/url"] {
+        if let Some(url) = v.pointer_mut(path) {
+            if let Some(s) = url.as_str() {
+                *url = serde_json::Value::String(switchyard_db::redact(s));
+            }
+        }
+    }
+    v
 }
 
 fn exit(result: anyhow::Result<()>) -> ExitCode {

@@ -28,6 +28,20 @@ fn config_check_accepts_good_files_and_names_the_bad_field() -> anyhow::Result<(
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.max_concurrent_requests"));
 
+    // Passwords in database and Redis URLs are masked in the output.
+    let mut secret = tempfile::NamedTempFile::new()?;
+    writeln!(
+        secret,
+        "storage:\n  url: postgres://app:pg-s3cret@db:5432/sy\ntenancy:\n  limiter:\n    kind: redis\n    url: redis://:rd-s3cret@cache:6379"
+    )?;
+    let out = bin().args(["config", "check"]).arg(secret.path()).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let effective: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(effective["storage"]["url"], "postgres://app:***@db:5432/sy");
+    assert_eq!(effective["tenancy"]["limiter"]["url"], "redis://:***@cache:6379");
+
     let out = bin()
         .args(["config", "check"])
         .arg(good.path())
