@@ -37,11 +37,13 @@ impl Shared {
         self.buf.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes what is buffered and writes it (outside the lock).
+    /// Takes what is buffered and writes it, outside the buffer's lock.
+    /// stderr's lock is taken first, so two flushes write in the order
+    /// they took their lines.
     fn flush(&self) {
+        let mut err = std::io::stderr().lock();
         let bytes = std::mem::take(&mut self.lock().bytes);
         if !bytes.is_empty() {
-            let mut err = std::io::stderr().lock();
             let _ = err.write_all(&bytes);
             let _ = err.flush();
         }

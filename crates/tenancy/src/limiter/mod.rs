@@ -211,16 +211,10 @@ impl Limiter {
 
     /// Records the tokens an answer used (prompt + completion).
     pub async fn charge_tokens(&self, subject: &str, limits: &Limits, tokens: u64) -> Result<(), LimiterError> {
-        let Some(op) = charge_op(limits, tokens) else {
-            return Ok(());
-        };
-        match self {
-            Self::Local(l) => {
-                l.apply(subject, &[op]);
-            }
-            Self::Redis(r) => {
-                r.apply(subject, &[op]).await?;
-            }
+        if let (Self::Redis(r), Some(op)) = (self, charge_op(limits, tokens)) {
+            r.apply(subject, &[op]).await?;
+        } else {
+            self.charge_tokens_now(subject, limits, tokens);
         }
         Ok(())
     }
