@@ -234,6 +234,7 @@ impl Deployment {
                 (deadline, self.timeouts.stream_idle()),
                 slot,
             );
+            let chunks = crate::stream::Chunks::new(chunks);
             return Ok(self.answer(status, headers, UpstreamBody::Stream { chunks, summary }));
         }
         slot.first_byte();

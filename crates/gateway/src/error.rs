@@ -65,6 +65,19 @@ pub enum GatewayError {
     #[error("deployment `{deployment}` stream failed: {message}")]
     Stream { deployment: String, message: String },
 
+    /// A native backend cannot take the call now (its model failed to load,
+    /// its queue is full, the server is busy): worth trying the next
+    /// deployment. `kind` and `code` are the native error's own.
+    #[error("deployment `{deployment}` refused: {message}")]
+    Refused {
+        deployment: String,
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+
     /// Every deployment of a route failed; `last` is the final failure.
     #[error("all {tried} deployment(s) failed after {attempts} attempt(s); last: {last}")]
     AllFailed {
@@ -124,6 +137,13 @@ impl GatewayError {
                 Some((*retry_after).max(Duration::from_secs(1))),
             ),
             Self::Stream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_stream_error", None),
+            Self::Refused {
+                status,
+                kind,
+                code,
+                retry_after,
+                ..
+            } => (*status, *kind, *code, *retry_after),
             Self::AllFailed { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "all_failed", None),
         };
         ErrorInfo {
@@ -170,5 +190,24 @@ mod tests {
         assert_eq!(info.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(info.retry_after, Some(Duration::from_secs(3)));
         assert!(!info.message.contains("secret"));
+        let refused = GatewayError::AllFailed {
+            tried: 1,
+            attempts: 1,
+            last: Box::new(GatewayError::Refused {
+                deployment: "local".into(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "overloaded_error",
+                code: "queue_full",
+                message: "The queue is full.".into(),
+                retry_after: Some(Duration::from_secs(1)),
+            }),
+        };
+        assert!(refused.allows_fallback());
+        let info = refused.info();
+        assert_eq!(
+            (info.status, info.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "queue_full")
+        );
+        assert_eq!(info.retry_after, Some(Duration::from_secs(1)));
     }
 }

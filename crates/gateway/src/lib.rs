@@ -49,6 +49,7 @@
 //! itself, [`CircuitBreaker`], is a plain struct that takes `now` as an
 //! argument, so it is tested without a clock or a network.
 
+mod backend;
 mod backoff;
 mod body;
 pub mod breaker;
@@ -65,6 +66,7 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use backend::Backend;
 pub use breaker::{BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use config::{BreakerConfig, ConfigError, DeploymentConfig, RetryConfig, TimeoutConfig};
 pub use deployment::Deployment;
@@ -75,4 +77,6 @@ pub use http::{HeaderMap, StatusCode};
 pub use request::{UpstreamBody, UpstreamRequest, UpstreamResponse};
 pub use route::Route;
 pub use secret::{Secret, SecretRef};
-pub use stream::{StreamOutcome, StreamSummary, StreamSummaryReceiver, UpstreamStream};
+pub use stream::{
+    summary_channel, Chunks, StreamOutcome, StreamSummary, StreamSummaryReceiver, StreamSummarySender, UpstreamStream,
+};

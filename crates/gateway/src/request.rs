@@ -5,7 +5,7 @@ use http::header::HeaderMap;
 use http::StatusCode;
 use switchyard_api::common::Usage;
 
-use crate::stream::{StreamSummaryReceiver, UpstreamStream};
+use crate::stream::{Chunks, StreamSummaryReceiver};
 
 /// One OpenAI-compatible request to send upstream.
 #[derive(Debug, Clone)]
@@ -55,10 +55,10 @@ pub struct UpstreamResponse {
 pub enum UpstreamBody {
     /// A whole body, with the `usage` it reported (2xx only).
     Full { bytes: Bytes, usage: Option<Usage> },
-    /// Streamed chunks as the upstream sent them; `summary` resolves once,
+    /// Streamed chunks as the backend sent them; `summary` resolves once,
     /// when the stream ends, with the usage the stream carried.
     Stream {
-        chunks: UpstreamStream,
+        chunks: Chunks,
         summary: StreamSummaryReceiver,
     },
 }

@@ -2,23 +2,25 @@
 
 use std::sync::Arc;
 
+use crate::backend::Backend;
 use crate::config::ConfigError;
-use crate::deployment::Deployment;
 use crate::error::GatewayError;
 use crate::request::{UpstreamRequest, UpstreamResponse};
 
-/// An ordered list of deployments. The next one is tried when one fails
-/// after its own retries, or refuses because every breaker it has is open.
-/// An answer the caller must see (any 2xx or 4xx) ends the chain.
+/// An ordered list of deployments (upstream or native backends). The next
+/// one is tried when one fails after its own retries, refuses because every
+/// breaker it has is open, or (native) cannot take the call now. An answer
+/// the caller must see (any 2xx or 4xx) ends the chain. A route of one
+/// deployment is an alias.
 #[derive(Debug, Clone)]
 pub struct Route {
     name: String,
-    deployments: Vec<Arc<Deployment>>,
+    deployments: Vec<Arc<dyn Backend>>,
 }
 
 impl Route {
     /// A route needs at least one deployment.
-    pub fn new(name: impl Into<String>, deployments: Vec<Arc<Deployment>>) -> Result<Self, ConfigError> {
+    pub fn new(name: impl Into<String>, deployments: Vec<Arc<dyn Backend>>) -> Result<Self, ConfigError> {
         let name = name.into();
         if deployments.is_empty() {
             return Err(ConfigError {
@@ -34,7 +36,7 @@ impl Route {
         &self.name
     }
 
-    pub fn deployments(&self) -> &[Arc<Deployment>] {
+    pub fn deployments(&self) -> &[Arc<dyn Backend>] {
         &self.deployments
     }
 
@@ -45,7 +47,7 @@ impl Route {
         let mut attempts = 0;
         let mut last = None;
         for (tried, deployment) in self.deployments.iter().enumerate() {
-            match deployment.call_counting(req, &mut attempts).await {
+            match deployment.call(req, &mut attempts).await {
                 Ok(response) => return Ok(response),
                 Err(error) if !error.allows_fallback() => return Err(error),
                 Err(error) => {

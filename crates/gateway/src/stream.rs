@@ -67,6 +67,63 @@ impl StreamSummaryReceiver {
     }
 }
 
+/// A streamed answer's bytes, from whichever backend: each item goes to the
+/// caller as it is; an error item is the last.
+pub struct Chunks(BoxStream<'static, Result<Bytes, GatewayError>>);
+
+impl Chunks {
+    pub fn new(stream: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static) -> Self {
+        Self(stream.boxed())
+    }
+}
+
+impl Stream for Chunks {
+    type Item = Result<Bytes, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_next_unpin(cx)
+    }
+}
+
+impl fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Chunks")
+    }
+}
+
+/// The sending half of a [`StreamSummaryReceiver`], for backends that make
+/// their own streams (the native engines). Dropped unsent, it reports the
+/// stream as cancelled, so a receiver always gets one summary.
+#[derive(Debug)]
+pub struct StreamSummarySender(Option<oneshot::Sender<StreamSummary>>);
+
+/// A summary sender and its receiver.
+pub fn summary_channel() -> (StreamSummarySender, StreamSummaryReceiver) {
+    let (tx, rx) = oneshot::channel();
+    (StreamSummarySender(Some(tx)), StreamSummaryReceiver(rx))
+}
+
+impl StreamSummarySender {
+    /// Sends the summary; later calls (and the drop) do nothing.
+    pub fn send(&mut self, summary: StreamSummary) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(summary);
+        }
+    }
+}
+
+impl Drop for StreamSummarySender {
+    fn drop(&mut self) {
+        self.send(StreamSummary {
+            outcome: StreamOutcome::Cancelled,
+            usage: None,
+            done: false,
+            bytes: 0,
+            events: 0,
+        });
+    }
+}
+
 /// The upstream's body as a stream of chunks. `Send + Unpin`, ready to hand
 /// to an HTTP body.
 pub struct UpstreamStream {

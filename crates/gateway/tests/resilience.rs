@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use common::*;
 use switchyard_gateway::StatusCode;
-use switchyard_gateway::{BreakerState, Deployment, GatewayError, Route};
+use switchyard_gateway::{Backend, BreakerState, Deployment, GatewayError, Route};
+
+fn backend(cfg: switchyard_gateway::DeploymentConfig) -> Arc<dyn Backend> {
+    Arc::new(Deployment::new(cfg).unwrap())
+}
 
 #[tokio::test]
 async fn breaker_opens_refuses_without_the_network_then_a_probe_closes_it() {
@@ -43,14 +47,7 @@ async fn breaker_opens_refuses_without_the_network_then_a_probe_closes_it() {
 async fn a_route_falls_back_when_the_first_deployment_fails() {
     let a = Upstream::start(vec![status(500), status(500), status(500)]).await;
     let b = Upstream::start(vec![]).await;
-    let route = Route::new(
-        "chat",
-        vec![
-            Arc::new(Deployment::new(config("a", &a.url)).unwrap()),
-            Arc::new(Deployment::new(config("b", &b.url)).unwrap()),
-        ],
-    )
-    .unwrap();
+    let route = Route::new("chat", vec![backend(config("a", &a.url)), backend(config("b", &b.url))]).unwrap();
     let r = within(5, route.call(&chat(false))).await.unwrap();
     assert_eq!(r.deployment, "b");
     assert_eq!(r.attempts, 4, "three on a, one on b");
@@ -69,11 +66,7 @@ async fn a_route_skips_a_deployment_whose_breaker_is_open() {
     cfg.breaker.open_ms = 60_000;
     let first = Arc::new(Deployment::new(cfg).unwrap());
     assert!(within(5, first.call(&chat(false))).await.is_err());
-    let route = Route::new(
-        "chat",
-        vec![first, Arc::new(Deployment::new(config("b", &b.url)).unwrap())],
-    )
-    .unwrap();
+    let route = Route::new("chat", vec![first as Arc<dyn Backend>, backend(config("b", &b.url))]).unwrap();
     let r = within(5, route.call(&chat(false))).await.unwrap();
     assert_eq!((r.deployment.as_str(), r.attempts), ("b", 1));
     assert_eq!(a.calls(), 1, "the open breaker kept the call off a");
@@ -83,14 +76,7 @@ async fn a_route_skips_a_deployment_whose_breaker_is_open() {
 async fn when_every_deployment_fails_the_last_error_decides() {
     let a = Upstream::start(vec![status(500); 3]).await;
     let b = Upstream::start(vec![Step::Hang, Step::Hang, Step::Hang]).await;
-    let route = Route::new(
-        "chat",
-        vec![
-            Arc::new(Deployment::new(config("a", &a.url)).unwrap()),
-            Arc::new(Deployment::new(config("b", &b.url)).unwrap()),
-        ],
-    )
-    .unwrap();
+    let route = Route::new("chat", vec![backend(config("a", &a.url)), backend(config("b", &b.url))]).unwrap();
     let err = within(5, route.call(&chat(false))).await.unwrap_err();
     let GatewayError::AllFailed { tried, attempts, last } = &err else {
         panic!("{err:?}");
@@ -104,14 +90,7 @@ async fn when_every_deployment_fails_the_last_error_decides() {
 async fn a_client_error_does_not_fall_back() {
     let a = Upstream::start(vec![status(422)]).await;
     let b = Upstream::start(vec![]).await;
-    let route = Route::new(
-        "chat",
-        vec![
-            Arc::new(Deployment::new(config("a", &a.url)).unwrap()),
-            Arc::new(Deployment::new(config("b", &b.url)).unwrap()),
-        ],
-    )
-    .unwrap();
+    let route = Route::new("chat", vec![backend(config("a", &a.url)), backend(config("b", &b.url))]).unwrap();
     let r = within(5, route.call(&chat(false))).await.unwrap();
     assert_eq!((r.status.as_u16(), r.deployment.as_str()), (422, "a"));
     assert_eq!(b.calls(), 0);

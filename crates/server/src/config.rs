@@ -35,7 +35,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// Upstream OpenAI-compatible providers (the gateway).
     pub upstreams: Vec<DeploymentConfig>,
-    /// Model ids that go to upstreams, each a fallback chain.
+    /// Model ids that name fallback chains of upstreams and native models.
     pub routes: Vec<RouteConfig>,
 }
 

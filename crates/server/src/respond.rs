@@ -1,12 +1,15 @@
 //! Turning a generation's events into an OpenAI response: one JSON body, or a
-//! stream of server-sent events ending in `data: [DONE]`.
+//! stream of server-sent events ending in `data: [DONE]`. The bodies are
+//! bytes, so the same answer goes to a client directly or through a route
+//! (`upstream::native`), where the stream's summary carries its usage.
 
 use std::convert::Infallible;
 use std::time::Instant;
 
-use axum::response::sse::{Event, Sse};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures::stream::{self, Stream};
+use futures::stream::{self, Stream, StreamExt};
 use serde::Serialize;
 use switchyard_api::chat::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChunkChoice, Delta, Role,
@@ -15,6 +18,7 @@ use switchyard_api::common::{FinishReason as WireFinish, Usage as WireUsage};
 use switchyard_api::completions::{Completion, CompletionChoice};
 use switchyard_api::ErrorKind;
 use switchyard_engine::llm::{FinishReason, GenerationEvent, Usage};
+use switchyard_gateway::{StreamOutcome, StreamSummary, StreamSummarySender};
 
 use crate::error::ApiError;
 use crate::service::{self, Generation};
@@ -41,7 +45,14 @@ fn timeout_error() -> ApiError {
 }
 
 /// Waits for the whole answer.
-pub async fn collect(mut gen: Generation, shape: Shape, echo: bool) -> Result<Response, ApiError> {
+pub async fn collect(gen: Generation, shape: Shape, echo: bool) -> Result<Response, ApiError> {
+    let (body, _) = collect_body(gen, shape, echo).await?;
+    let json = HeaderValue::from_static("application/json");
+    Ok(([(header::CONTENT_TYPE, json)], body).into_response())
+}
+
+/// The whole answer as JSON bytes, with its usage.
+pub async fn collect_body(mut gen: Generation, shape: Shape, echo: bool) -> Result<(Bytes, WireUsage), ApiError> {
     let mut text = if echo {
         gen.prompt_text.take().unwrap_or_default()
     } else {
@@ -67,7 +78,7 @@ pub async fn collect(mut gen: Generation, shape: Shape, echo: bool) -> Result<Re
     };
     gen.record_done(usage.prompt_tokens, usage.completion_tokens);
     let body = match shape {
-        Shape::Chat => serde_json::to_value(ChatCompletion {
+        Shape::Chat => serde_json::to_vec(&ChatCompletion {
             id: gen.id,
             object: "chat.completion".into(),
             created: gen.created,
@@ -85,7 +96,7 @@ pub async fn collect(mut gen: Generation, shape: Shape, echo: bool) -> Result<Re
             usage: wire_usage(usage),
             system_fingerprint: None,
         }),
-        Shape::Completion => serde_json::to_value(Completion {
+        Shape::Completion => serde_json::to_vec(&Completion {
             id: gen.id,
             object: "text_completion".into(),
             created: gen.created,
@@ -101,7 +112,7 @@ pub async fn collect(mut gen: Generation, shape: Shape, echo: bool) -> Result<Re
         }),
     }
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(axum::Json(body).into_response())
+    Ok((Bytes::from(body), wire_usage(usage)))
 }
 
 /// Where a stream stands between events.
@@ -110,17 +121,31 @@ struct StreamState {
     shape: Shape,
     include_usage: bool,
     /// Events to send before reading more from the engine.
-    pending: std::collections::VecDeque<Event>,
+    pending: std::collections::VecDeque<Bytes>,
     finished: bool,
     started: Instant,
+    /// Told how the stream ended (set when a route asked for the stream).
+    summary: Option<StreamSummarySender>,
+    /// Events and bytes sent so far, for the summary.
+    events: u64,
+    bytes: u64,
+}
+
+/// One server-sent event: `data: <payload>` and a blank line.
+fn event(payload: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(payload.len() + 8);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
 }
 
 impl StreamState {
-    fn chunk<T: Serialize>(&self, body: &T) -> Event {
-        Event::default().data(serde_json::to_string(body).unwrap_or_else(|_| "{}".into()))
+    fn chunk<T: Serialize>(&self, body: &T) -> Bytes {
+        event(&serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()))
     }
 
-    fn text_chunk(&self, text: Option<String>, role: Option<Role>, finish: Option<FinishReason>) -> Event {
+    fn text_chunk(&self, text: Option<String>, role: Option<Role>, finish: Option<FinishReason>) -> Bytes {
         match self.shape {
             Shape::Chat => self.chunk(&ChatCompletionChunk {
                 id: self.gen.id.clone(),
@@ -153,7 +178,7 @@ impl StreamState {
         }
     }
 
-    fn usage_chunk(&self, usage: Usage) -> Event {
+    fn usage_chunk(&self, usage: Usage) -> Bytes {
         match self.shape {
             Shape::Chat => self.chunk(&ChatCompletionChunk {
                 id: self.gen.id.clone(),
@@ -192,8 +217,9 @@ impl StreamState {
                     let ev = self.usage_chunk(usage);
                     self.pending.push_back(ev);
                 }
-                self.pending.push_back(Event::default().data("[DONE]"));
+                self.pending.push_back(event(b"[DONE]"));
                 self.finished = true;
+                self.summarize(StreamOutcome::Completed, Some(wire_usage(usage)));
             }
             Some(GenerationEvent::TimedOut { .. }) => self.fail(timeout_error()),
             Some(GenerationEvent::Failed(e)) => self.fail(ApiError::internal(format!("Generation failed: {e}"))),
@@ -207,12 +233,46 @@ impl StreamState {
         let ev = self.chunk(&err.body());
         self.pending.push_back(ev);
         self.finished = true;
+        self.summarize(StreamOutcome::Failed, None);
+    }
+
+    /// Sends the summary, counting the events still queued as sent (they
+    /// are, unless the client leaves this very moment).
+    fn summarize(&mut self, outcome: StreamOutcome, usage: Option<WireUsage>) {
+        let Some(summary) = self.summary.as_mut() else {
+            return;
+        };
+        let queued = self.pending.iter().map(|b| b.len() as u64).sum::<u64>();
+        summary.send(StreamSummary {
+            outcome,
+            usage,
+            done: outcome == StreamOutcome::Completed,
+            bytes: self.bytes + queued,
+            events: self.events + self.pending.len() as u64,
+        });
     }
 }
 
 /// Streams the answer. Dropping the stream (the client left) drops the event
 /// receiver, which the engine notices and stops generating.
 pub fn stream(gen: Generation, shape: Shape, include_usage: bool, echo: bool) -> Response {
+    let body = Body::from_stream(frames(gen, shape, include_usage, echo, None).map(Ok::<_, Infallible>));
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    (headers, body).into_response()
+}
+
+/// The answer's server-sent events as bytes; `summary`, when given, hears
+/// how the stream ended and its usage (dropped early: cancelled).
+pub fn frames(
+    gen: Generation,
+    shape: Shape,
+    include_usage: bool,
+    echo: bool,
+    summary: Option<StreamSummarySender>,
+) -> impl Stream<Item = Bytes> + Send + 'static {
     let started = gen.started;
     let mut state = StreamState {
         gen,
@@ -221,6 +281,9 @@ pub fn stream(gen: Generation, shape: Shape, include_usage: bool, echo: bool) ->
         pending: Default::default(),
         finished: false,
         started,
+        summary,
+        events: 0,
+        bytes: 0,
     };
     let opening = match shape {
         Shape::Chat => Some(state.text_chunk(Some(String::new()), Some(Role::Assistant), None)),
@@ -232,10 +295,12 @@ pub fn stream(gen: Generation, shape: Shape, include_usage: bool, echo: bool) ->
         Shape::Completion => None,
     };
     state.pending.extend(opening);
-    let events = stream::unfold(state, |mut st| async move {
+    stream::unfold(state, |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
-                return Some((Ok::<_, Infallible>(ev), st));
+                st.events += 1;
+                st.bytes += ev.len() as u64;
+                return Some((ev, st));
             }
             if st.finished {
                 return None;
@@ -243,10 +308,5 @@ pub fn stream(gen: Generation, shape: Shape, include_usage: bool, echo: bool) ->
             let ev = st.gen.events.recv().await;
             st.on_event(ev);
         }
-    });
-    sse(events)
-}
-
-fn sse<S: Stream<Item = Result<Event, Infallible>> + Send + 'static>(events: S) -> Response {
-    Sse::new(events).into_response()
+    })
 }

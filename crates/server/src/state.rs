@@ -44,10 +44,9 @@ impl AppState {
         let started_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let upstreams = Arc::new(crate::upstream::Upstreams::new(&config)?);
         let (tenancy, bootstrap) = crate::auth::Tenancy::open(&config, &db).await?;
-        Ok(Self {
-            upstreams,
+        let mut state = Self {
+            upstreams: Arc::default(),
             tenancy: Arc::new(tenancy),
             bootstrap_key: Arc::new(std::sync::Mutex::new(bootstrap)),
             config: Arc::new(config),
@@ -57,6 +56,9 @@ impl AppState {
             started: Instant::now(),
             started_unix,
             metrics: crate::telemetry::prometheus(),
-        })
+        };
+        // Routes may name native models, which run with this state.
+        state.upstreams = Arc::new(crate::upstream::Upstreams::new(&state.config, &state)?);
+        Ok(state)
     }
 }

@@ -13,7 +13,10 @@
 //! routes:
 //!   - id: gpt-4o-mini            # what clients put in `model`
 //!     deployments: [openai, local-vllm]   # tried in order (fallback)
+//!   - id: chat                   # an alias of a native model, with an
+//!     deployments: [qwen2.5-0.5b-instruct, openai]   # upstream behind it
 //! ```
+//! A route's deployment is an upstream's `name` or a native model's `id`.
 //! A deployment no route names is called by its own name.
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +29,7 @@ use super::{invalid, Config, ConfigError};
 pub struct RouteConfig {
     /// The model id clients call.
     pub id: String,
-    /// Deployments in fallback order.
+    /// Deployments in fallback order: upstream names or native model ids.
     pub deployments: Vec<String>,
 }
 
@@ -53,6 +56,15 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
                 format!("{:?} is listed twice", d.name),
             ));
         }
+        if cfg.models.iter().any(|m| m.id == d.name) {
+            return Err(invalid(
+                &format!("upstreams[{i}].name"),
+                format!(
+                    "{:?} is also a native model's id; a route could not tell them apart",
+                    d.name
+                ),
+            ));
+        }
     }
     for (i, r) in cfg.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
@@ -63,16 +75,27 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             return Err(invalid(&format!("{at}.id"), format!("{:?} is listed twice", r.id)));
         }
         if r.deployments.is_empty() {
-            return Err(invalid(&format!("{at}.deployments"), "name at least one upstream"));
+            return Err(invalid(
+                &format!("{at}.deployments"),
+                "name at least one upstream or model",
+            ));
         }
-        if let Some(missing) = r
+        let known = |n: &String| cfg.upstreams.iter().any(|d| &d.name == n) || cfg.models.iter().any(|m| &m.id == n);
+        if let Some(missing) = r.deployments.iter().find(|n| !known(n)) {
+            return Err(invalid(
+                &format!("{at}.deployments"),
+                format!("{missing:?} is neither among `upstreams` nor among `models`"),
+            ));
+        }
+        if let Some(twice) = r
             .deployments
             .iter()
-            .find(|n| !cfg.upstreams.iter().any(|d| &d.name == *n))
+            .enumerate()
+            .find(|(j, n)| r.deployments[..*j].contains(n))
         {
             return Err(invalid(
                 &format!("{at}.deployments"),
-                format!("{missing:?} is not among `upstreams`"),
+                format!("{:?} is listed twice", twice.1),
             ));
         }
     }

@@ -27,22 +27,32 @@ pub async fn embeddings(
     };
     let req: EmbeddingRequest = extract::parse(&body)?;
     caller.may_use(&req.model)?;
+    let id = req.model.clone();
+    let (body, tokens) = run(&state, req).await?;
+    if let Some(slot) = state.models.get(&id) {
+        caller.ticket.serve(&id, &slot.config.id);
+    }
+    caller.ticket.tokens(tokens as u64, 0);
+    Ok(Json(body).into_response())
+}
+
+/// Embeds one request with its model, counting the outcome in the model's
+/// stats; gives the answer and the tokens it embedded.
+pub async fn run(state: &AppState, req: EmbeddingRequest) -> Result<(EmbeddingResponse, u32), ApiError> {
     let (id, started) = (req.model.clone(), Instant::now());
-    let result = embed(&state, req).await;
+    let result = embed(state, req).await;
     state.models.note_error(&id, &result);
     if let (Ok((_, tokens)), Some(slot)) = (&result, state.models.get(&id)) {
         slot.served.done(*tokens, 0, started);
-        caller.ticket.serve(&id, &slot.config.id);
-        caller.ticket.tokens(*tokens as u64, 0);
     }
-    result.map(|(body, _)| body.into_response())
+    result
 }
 
-async fn embed(state: &AppState, req: EmbeddingRequest) -> Result<(Json<EmbeddingResponse>, u32), ApiError> {
+async fn embed(state: &AppState, req: EmbeddingRequest) -> Result<(EmbeddingResponse, u32), ApiError> {
     let embedder = state.models.embedder(&req.model).await?;
     let validate::EmbedRequest { model, inputs, format } =
         validate::embedding_request(req, embedder.batcher.model().dims())?;
     let embedded = embeddings::embed(state, embedder, &model, inputs).await?;
     let tokens = embedded.tokens as u32;
-    Ok((Json(respond::response(model, embedded, format)), tokens))
+    Ok((respond::response(model, embedded, format), tokens))
 }

@@ -10,7 +10,7 @@ use crate::auth::{Caller, UsageTicket};
 use crate::error::ApiError;
 use crate::extract::{self, RawBody};
 use crate::respond::{self, Shape};
-use crate::service::{self, PromptSource};
+use crate::service::{self, Generation, PromptSource};
 use crate::state::AppState;
 use crate::upstream;
 use crate::validate::{self, PromptInput, RawKnobs};
@@ -28,14 +28,46 @@ pub async fn chat(
     let req: ChatCompletionRequest = extract::parse(&body)?;
     caller.may_use(&req.model)?;
     let model = req.model.clone();
-    let result = chat_inner(&state, req, caller.ticket).await;
+    let result = match start_chat(&state, req, Some(&caller.ticket)).await {
+        Ok(started) => started.respond(caller.ticket).await,
+        Err(e) => Err(e),
+    };
     state.models.note_error(&model, &result);
     result
 }
 
-async fn chat_inner(state: &AppState, req: ChatCompletionRequest, ticket: UsageTicket) -> Result<Response, ApiError> {
+/// A generation under way, and how its answer is to be shaped.
+pub struct Started {
+    pub gen: Generation,
+    pub shape: Shape,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub echo: bool,
+}
+
+impl Started {
+    /// The answer as a response to the client, whose usage goes to `ticket`.
+    pub async fn respond(mut self, ticket: UsageTicket) -> Result<Response, ApiError> {
+        self.gen.ticket = Some(ticket);
+        if self.stream {
+            Ok(respond::stream(self.gen, self.shape, self.include_usage, self.echo))
+        } else {
+            respond::collect(self.gen, self.shape, self.echo).await
+        }
+    }
+}
+
+/// Checks a chat request against its model and starts generating. The
+/// ticket, when given, is told which deployment serves the request.
+pub async fn start_chat(
+    state: &AppState,
+    req: ChatCompletionRequest,
+    ticket: Option<&UsageTicket>,
+) -> Result<Started, ApiError> {
     let (engine, slot) = state.models.engine(&req.model).await?;
-    ticket.serve(&req.model, &slot.config.id);
+    if let Some(t) = ticket {
+        t.serve(&req.model, &slot.config.id);
+    }
     let defaults = slot.config.generation(&state.config.generation);
     let vocab = engine.tokenizer().vocab_size();
     validate::chat_unsupported(&req)?;
@@ -68,13 +100,13 @@ async fn chat_inner(state: &AppState, req: ChatCompletionRequest, ticket: UsageT
         "chatcmpl",
     )
     .await?;
-    let mut gen = gen;
-    gen.ticket = Some(ticket);
-    if stream {
-        Ok(respond::stream(gen, Shape::Chat, include_usage, false))
-    } else {
-        respond::collect(gen, Shape::Chat, false).await
-    }
+    Ok(Started {
+        gen,
+        shape: Shape::Chat,
+        stream,
+        include_usage,
+        echo: false,
+    })
 }
 
 pub async fn completions(
@@ -90,18 +122,24 @@ pub async fn completions(
     let req: CompletionRequest = extract::parse(&body)?;
     caller.may_use(&req.model)?;
     let model = req.model.clone();
-    let result = completions_inner(&state, req, caller.ticket).await;
+    let result = match start_completion(&state, req, Some(&caller.ticket)).await {
+        Ok(started) => started.respond(caller.ticket).await,
+        Err(e) => Err(e),
+    };
     state.models.note_error(&model, &result);
     result
 }
 
-async fn completions_inner(
+/// [`start_chat`] for a text completion.
+pub async fn start_completion(
     state: &AppState,
     req: CompletionRequest,
-    ticket: UsageTicket,
-) -> Result<Response, ApiError> {
+    ticket: Option<&UsageTicket>,
+) -> Result<Started, ApiError> {
     let (engine, slot) = state.models.engine(&req.model).await?;
-    ticket.serve(&req.model, &slot.config.id);
+    if let Some(t) = ticket {
+        t.serve(&req.model, &slot.config.id);
+    }
     let defaults = slot.config.generation(&state.config.generation);
     let vocab = engine.tokenizer().vocab_size();
     let prompt = match validate::completion_prompt(&req, vocab)? {
@@ -128,11 +166,12 @@ async fn completions_inner(
     )?;
     let echo = req.echo.unwrap_or(false);
     let (stream, include_usage) = (knobs.stream, knobs.include_usage);
-    let mut gen = service::start(state, (engine, slot), &req.model, prompt, knobs, "cmpl").await?;
-    gen.ticket = Some(ticket);
-    if stream {
-        Ok(respond::stream(gen, Shape::Completion, include_usage, echo))
-    } else {
-        respond::collect(gen, Shape::Completion, echo).await
-    }
+    let gen = service::start(state, (engine, slot), &req.model, prompt, knobs, "cmpl").await?;
+    Ok(Started {
+        gen,
+        shape: Shape::Completion,
+        stream,
+        include_usage,
+        echo,
+    })
 }

@@ -1,15 +1,17 @@
-//! Upstream providers behind the OpenAI routes: the configured deployments
-//! and routes (`crates/gateway`), looked up by the model a request names.
-//! A request for a route is forwarded as it came (only `model` rewritten);
-//! anything else goes to the native registry.
+//! Routes behind the OpenAI endpoints: the configured upstream deployments
+//! (`crates/gateway`) and native models named by routes, looked up by the
+//! model a request names. A request for a route is forwarded as it came
+//! (only `model` rewritten); a model id that is no route goes straight to
+//! the native registry.
 
 mod forward;
+mod native;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use switchyard_gateway::{Deployment, Route};
+use switchyard_gateway::{Backend, Deployment, Route};
 
 use crate::config::Config;
 
@@ -58,19 +60,28 @@ struct Peek<'a> {
 }
 
 impl Upstreams {
-    /// Builds every deployment (reading API keys) and route; the config was
-    /// validated, so an error here is a key that cannot be read.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let mut by_name = HashMap::new();
+    /// Builds every deployment (reading API keys) and route; a route's
+    /// deployment that is no upstream is the native model of that id, run
+    /// with `native` (the server's state). The config was validated, so an
+    /// error here is a key that cannot be read.
+    pub fn new(config: &Config, native: &AppState) -> anyhow::Result<Self> {
+        let mut by_name: HashMap<String, Arc<dyn Backend>> = HashMap::new();
         let mut deployments = Vec::new();
         for d in &config.upstreams {
             let built = Arc::new(Deployment::new(d.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
             by_name.insert(d.name.clone(), built.clone());
             deployments.push(built);
         }
+        let native = native::backend_state(native);
         let mut routes = HashMap::new();
         for r in &config.routes {
-            let chain = r.deployments.iter().filter_map(|n| by_name.get(n).cloned()).collect();
+            let mut chain = Vec::new();
+            for name in &r.deployments {
+                let backend = by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| Arc::new(native::NativeBackend::new(name.clone(), native.clone())));
+                chain.push(backend.clone());
+            }
             let route = Route::new(r.id.clone(), chain).map_err(|e| anyhow::anyhow!("{e}"))?;
             routes.insert(r.id.clone(), Arc::new(route));
         }
@@ -81,7 +92,8 @@ impl Upstreams {
                 .iter()
                 .any(|r| r.deployments.iter().any(|n| n == d.name()));
             if !named && !routes.contains_key(d.name()) {
-                let route = Route::new(d.name().to_string(), vec![d.clone()]).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let only: Arc<dyn Backend> = d.clone();
+                let route = Route::new(d.name().to_string(), vec![only]).map_err(|e| anyhow::anyhow!("{e}"))?;
                 routes.insert(d.name().to_string(), Arc::new(route));
             }
         }
@@ -132,7 +144,8 @@ impl Upstreams {
         }
     }
 
-    /// Every deployment with its endpoints and breakers, for `/admin/upstreams`.
+    /// Every upstream deployment with its endpoints and breakers, and every
+    /// route with its chain, for `/admin/upstreams`.
     pub fn describe(&self) -> serde_json::Value {
         let data: Vec<serde_json::Value> = self
             .deployments
@@ -171,6 +184,19 @@ impl Upstreams {
                 })
             })
             .collect();
-        serde_json::json!({"object": "list", "data": data})
+        let mut routes: Vec<serde_json::Value> = self
+            .routes
+            .values()
+            .map(|r| {
+                let chain: Vec<serde_json::Value> = r
+                    .deployments()
+                    .iter()
+                    .map(|d| serde_json::json!({"name": d.name(), "kind": d.kind(), "model": d.model()}))
+                    .collect();
+                serde_json::json!({"id": r.name(), "deployments": chain})
+            })
+            .collect();
+        routes.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        serde_json::json!({"object": "list", "data": data, "routes": routes})
     }
 }
