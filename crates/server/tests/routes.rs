@@ -15,18 +15,7 @@ use serde_json::{json, Value};
 use switchyard_gateway::testing::{self as up, Upstream};
 use switchyard_server::config::{Config, ModelConfig, ModelKind, RouteConfig};
 
-/// Upstreams and routes beside the default models.
-fn routes(c: &mut Config, upstreams: &[(&str, &Upstream)], routes: &[(&str, &[&str])]) {
-    c.admin.enabled = true;
-    c.upstreams = upstreams.iter().map(|(name, u)| up::config(name, &u.url)).collect();
-    c.routes = routes
-        .iter()
-        .map(|(id, ds)| RouteConfig {
-            id: id.to_string(),
-            deployments: ds.iter().map(|d| d.to_string()).collect(),
-        })
-        .collect();
-}
+use common::routes;
 
 fn ask(model: &str, extra: Value) -> Value {
     let mut body = common::chat("Say hello.", json!({"max_tokens": 6}));

@@ -11,19 +11,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use switchyard_gateway::testing::{self as up, Step, Upstream};
-use switchyard_server::config::{Config, RouteConfig};
+use switchyard_server::config::Config;
 
+/// Upstreams and routes only, no native models.
 fn gateway(c: &mut Config, upstreams: &[(&str, &Upstream)], routes: &[(&str, &[&str])]) {
-    c.admin.enabled = true;
+    common::routes(c, upstreams, routes);
     c.models.clear();
-    c.upstreams = upstreams.iter().map(|(name, u)| up::config(name, &u.url)).collect();
-    c.routes = routes
-        .iter()
-        .map(|(id, ds)| RouteConfig {
-            id: id.to_string(),
-            deployments: ds.iter().map(|d| d.to_string()).collect(),
-        })
-        .collect();
 }
 
 fn body(model: &str, stream: bool) -> Value {

@@ -155,6 +155,25 @@ impl TestServer {
     }
 }
 
+/// Upstreams on 127.0.0.1 (`switchyard_gateway::testing`) and routes over
+/// them, with the admin API on; the configured models stay.
+pub fn routes(
+    c: &mut Config,
+    upstreams: &[(&str, &switchyard_gateway::testing::Upstream)],
+    routes: &[(&str, &[&str])],
+) {
+    use switchyard_gateway::testing as up;
+    c.admin.enabled = true;
+    c.upstreams = upstreams.iter().map(|(name, u)| up::config(name, &u.url)).collect();
+    c.routes = routes
+        .iter()
+        .map(|(id, ds)| switchyard_server::config::RouteConfig {
+            id: id.to_string(),
+            deployments: ds.iter().map(|d| d.to_string()).collect(),
+        })
+        .collect();
+}
+
 /// Asserts OpenAI's error shape.
 pub fn assert_error_shape(body: &Value, what: &str) {
     let e = &body["error"];
