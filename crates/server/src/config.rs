@@ -51,9 +51,9 @@ pub struct ServerConfig {
     /// Seconds to let in-flight requests finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
-    /// Threads serving HTTP (and upstream calls); 0: one per CPU core. A
-    /// gateway replica pinned to one core does better with 1 (no wake-ups
-    /// between threads; see docs/benchmarks.md). Engines compute on their own.
+    /// Threads serving HTTP (and upstream calls), each with the connections
+    /// it was handed and its own upstream pools; 0: one per CPU core.
+    /// Engines compute on threads of their own.
     pub io_threads: usize,
 }
 

@@ -16,6 +16,7 @@ pub mod state;
 pub mod telemetry;
 pub mod upstream;
 pub mod validate;
+mod workers;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -91,28 +92,28 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
     let db = state.db.clone();
     let tenancy = state.tenancy.clone();
     tokio::spawn(async move { models.load_all().await });
-    tracing::info!(address = %local, "listening");
+    let io_threads = match state.config.server.io_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let workers = workers::Workers::start(io_threads, router(state), local)?;
+    tracing::info!(address = %local, io_threads, "listening");
     on_bound(local);
-    // Nagle's algorithm would hold back small SSE chunks for the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown signal received, draining");
-        let _ = tx.send(());
-    });
-    let server = tokio::spawn(async move { server.await });
-    tokio::pin!(server);
+    // Dropping the acceptor at the signal closes the listener.
     tokio::select! {
-        res = &mut server => { res??; }
-        _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(seconds = grace.as_secs(), "grace period over, closing remaining connections");
-        }
+        _ = workers.accept(listener) => {}
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("shutdown signal received, draining");
+    if !workers.drain(grace).await {
+        tracing::warn!(
+            seconds = grace.as_secs(),
+            "grace period over, closing remaining connections"
+        );
     }
     tenancy.shutdown().await;
     db.close().await;
+    workers.release();
     tracing::info!("stopped");
     Ok(())
 }

@@ -135,11 +135,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // candle's CPU thread pool reads this once, on first use: set it before any model loads.
     std::env::set_var("RAYON_NUM_THREADS", cfg.engine.threads.to_string());
     let _log_writer = switchyard_server::telemetry::init_logging(cfg.server.log_format);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if cfg.server.io_threads > 0 {
-        runtime.worker_threads(cfg.server.io_threads);
-    }
-    let runtime = runtime.enable_all().build()?;
+    // Requests are served by the I/O threads that `serve` starts, each its
+    // own runtime; this one runs the acceptor and the background work.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(switchyard_server::serve(cfg, |addr| {
         // A line for scripts and tests that start us on port 0.
         println!("switchyard listening on http://{addr}");

@@ -127,6 +127,53 @@ async fn after_shutdown_records_are_refused_not_lost_silently() {
     db.close().await;
 }
 
+/// Without shutdown: a lone record is written once it has waited
+/// `flush_ms`, and a burst as soon as a batch is full.
+#[tokio::test]
+async fn records_are_written_by_age_and_by_batch() {
+    let t = TestDb::sqlite().unwrap();
+    let db = Db::open(&t.url, 2).await.unwrap();
+    let tracker = TaskTracker::new();
+    let mut cfg = (*config()).clone();
+    // Far longer than the test waits: only a full batch can be written in time.
+    cfg.usage = UsageConfig {
+        batch_size: 8,
+        flush_ms: 60_000,
+        queue: 100,
+    };
+    let meter = UsageMeter::start(db.clone(), Arc::new(cfg), None, &tracker);
+    let written = |n: i64| {
+        let db = db.clone();
+        async move {
+            for _ in 0..500 {
+                if db.usage_totals("t1", 0).await.unwrap().0 >= n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    // Task 1's records go to tenant t1, with 10 + i prompt and 1 completion token each.
+    for i in 0..8 {
+        meter.record(record(1, i)).await.unwrap();
+    }
+    let batch: i64 = (0..8).map(|i| 11 + i).sum();
+    assert!(
+        written(batch).await,
+        "a full batch is written without waiting for flush_ms"
+    );
+    meter.shutdown().await.unwrap();
+
+    let mut cfg = (*config()).clone();
+    cfg.usage.flush_ms = 50;
+    let meter = UsageMeter::start(db.clone(), Arc::new(cfg), None, &tracker);
+    meter.record(record(1, 100)).await.unwrap();
+    assert!(written(batch + 111).await, "a lone record is written after flush_ms");
+    meter.shutdown().await.unwrap();
+    db.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_meter_on_sqlite() {
     let t = TestDb::sqlite().unwrap();
