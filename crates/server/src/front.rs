@@ -1,7 +1,8 @@
 //! The door every request comes through, as one middleware: its request id
 //! (the client's `x-request-id`, or a new one), a span carrying that id
 //! around everything logged while it is served, the HTTP metrics, one
-//! access-log line, and then the tenancy guard.
+//! access-log line (written once the response is sent), and then the
+//! tenancy guard.
 //!
 //! One layer rather than tower-http's request-id and trace layers plus two
 //! `from_fn` layers: every layer is cloned and boxed per request, and in
@@ -62,13 +63,18 @@ pub async fn front(state: State<AppState>, mut req: Request, next: Next) -> Resp
     let elapsed = started.elapsed();
     count.increment(1);
     time.record(elapsed.as_secs_f64());
-    let latency_ms = elapsed.as_secs_f64() * 1e3;
-    span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(status, latency_ms, "finished processing request");
-        } else {
-            tracing::info!(status, latency_ms, "finished processing request");
-        }
+    // The access line is written by a task of its own, which this thread
+    // runs once it has sent the response: formatting it first cost the
+    // client ~10 µs at concurrency 1.
+    tokio::spawn(async move {
+        let latency_ms = elapsed.as_secs_f64() * 1e3;
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!(status, latency_ms, "finished processing request");
+            } else {
+                tracing::info!(status, latency_ms, "finished processing request");
+            }
+        });
     });
     resp
 }

@@ -47,6 +47,7 @@ impl Workers {
                 axum::serve(Handed { rx, local }, app.clone()).with_graceful_shutdown(drain.clone().cancelled_owned());
             let server = serving.track_future(server.into_future());
             let release = release.clone();
+            runtime.spawn(keep_a_timer_armed());
             std::thread::Builder::new()
                 .name(format!("switchyard-io-{i}"))
                 .spawn(move || {
@@ -106,6 +107,20 @@ impl Workers {
     /// Lets the threads end (after the last usage records are written).
     pub fn release(&self) {
         self.release.cancel();
+    }
+}
+
+/// Keeps a timer due within a second on this thread's runtime, so that the
+/// timeouts each proxied request arms (seconds or minutes away) are never
+/// the runtime's earliest: tokio wakes its own driver (an `eventfd` write
+/// and an extra `epoll_wait`) whenever a new timer is due before every
+/// other, which at concurrency 1 was every request. One wake-up a second
+/// instead.
+async fn keep_a_timer_armed() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
 

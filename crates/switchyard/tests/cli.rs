@@ -108,9 +108,12 @@ async fn serve_honours_env_and_logs_request_ids_as_json() -> anyhow::Result<()> 
         "a key reached the logs"
     );
     let lines: Vec<serde_json::Value> = logs.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    // The access line (written after the response) carries the id and the status.
     assert!(
-        lines.iter().any(|l| l["span"]["request_id"] == "req-7f3a"),
-        "no JSON log line carries the request id:\n{logs}"
+        lines.iter().any(|l| l["span"]["request_id"] == "req-7f3a"
+            && l["fields"]["message"] == "finished processing request"
+            && l["fields"]["status"] == 200),
+        "no access line with the request id:\n{logs}"
     );
     assert!(lines.iter().any(|l| l["fields"]["message"] == "stopped"));
     Ok(())
