@@ -169,6 +169,18 @@ mod tests {
         std::thread::current().name().unwrap_or("?").to_string()
     }
 
+    /// `n` I/O threads serving `app`, their acceptor, and the base URL.
+    async fn serving(n: usize, app: Router) -> (Arc<Workers>, tokio::task::JoinHandle<()>, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local = listener.local_addr().unwrap();
+        let workers = Arc::new(Workers::start(n, app, local).unwrap());
+        let acceptor = tokio::spawn({
+            let workers = workers.clone();
+            async move { workers.accept(listener).await }
+        });
+        (workers, acceptor, format!("http://{local}"))
+    }
+
     #[tokio::test]
     async fn connections_are_spread_over_the_threads_and_drained() {
         let app = Router::new().route("/", get(thread_name)).route(
@@ -178,14 +190,7 @@ mod tests {
                 thread_name().await
             }),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let local = listener.local_addr().unwrap();
-        let url = format!("http://{local}");
-        let workers = Arc::new(Workers::start(2, app, local).unwrap());
-        let acceptor = tokio::spawn({
-            let workers = workers.clone();
-            async move { workers.accept(listener).await }
-        });
+        let (workers, acceptor, url) = serving(2, app).await;
 
         // One client per connection; round robin gives each thread two.
         let mut served = Vec::new();
@@ -210,6 +215,33 @@ mod tests {
         assert_eq!(answer.status(), 200);
         assert!(answer.text().await.unwrap().starts_with("switchyard-io-"));
         assert!(reqwest::get(&url).await.is_err(), "still accepting after drain");
+        workers.release();
+    }
+
+    #[tokio::test]
+    async fn one_thread_serves_its_connections_concurrently() {
+        // The held request is answered only once the other one has been.
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = release.clone();
+        let app = Router::new().route("/", get(thread_name)).route(
+            "/held",
+            get(move || async move {
+                held.notified().await;
+                thread_name().await
+            }),
+        );
+        let (workers, acceptor, url) = serving(1, app).await;
+        let waiting = tokio::spawn(reqwest::get(format!("{url}/held")));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let other = tokio::time::timeout(Duration::from_secs(10), reqwest::get(&url))
+            .await
+            .expect("the thread was blocked by the held request")
+            .unwrap();
+        assert_eq!(other.text().await.unwrap(), "switchyard-io-0");
+        release.notify_one();
+        assert_eq!(waiting.await.unwrap().unwrap().text().await.unwrap(), "switchyard-io-0");
+        acceptor.abort();
+        assert!(workers.drain(Duration::from_secs(10)).await);
         workers.release();
     }
 }
