@@ -4,9 +4,9 @@
 //! `record` puts the record on a bounded queue and returns; only when the
 //! queue is full does it wait (and log that it waited) — a record is never
 //! dropped to keep a request fast. The writer inserts a batch when it has
-//! `batch_size` records or its oldest has waited `flush_ms`, as one multi-row insert in one
-//! transaction, keyed by request id so a retried write (or a retried
-//! request with the same id) is counted once. When the database fails the
+//! `batch_size` records or its oldest has waited `flush_ms`, as one
+//! multi-row insert in one transaction, keyed by request id so a retried
+//! write (or a retried request with the same id) is counted once. When the database fails the
 //! writer keeps the batch and tries again, and the full queue slows
 //! `record` down instead of losing records. `shutdown` closes the queue,
 //! writes everything in it and says how many rows were written.
