@@ -7,7 +7,8 @@
 #     requests/s at c=64, p50 at c=1, p99 at c=16;
 #   * scripts/bench/gateway/ttfb.py (stdlib, one keep-alive connection):
 #     time to first `data:` chunk of a stream, c=1.
-# Rows: direct to mock, nginx reverse proxy, LiteLLM proxy, Switchyard.
+# Rows: direct to mock, nginx reverse proxy (one worker, and one per core),
+# LiteLLM proxy, Switchyard (default I/O threads, and one).
 # Per row: rps, latency and latency added over direct, CPU µs per request of
 # the proxy's processes (utime+stime over its whole session, /proc/PID/stat,
 # around the c=64 run; per stream from schedstat, which is finer), peak RSS
@@ -19,7 +20,8 @@
 #
 # Env: GATEWAY_BENCH_SECS (10) seconds per wrk run; GATEWAY_BENCH_REPS (3)
 # repetitions, medians reported; GATEWAY_STREAM_REQS (200) streams per ttfb
-# run; GATEWAY_BENCH_ROWS ("direct nginx litellm switchyard switchyard1");
+# run; GATEWAY_BENCH_ROWS ("direct nginx nginxn litellm switchyard switchyard1";
+# nginxn: nginx with one worker per core);
 # GATEWAY_WRK_THREADS (2, at most the concurrency); NGINX_PROXY_WORKERS (1);
 # LITELLM_WORKERS (2); LITELLM_PIP_SPEC
 # ("litellm[proxy]"); SWITCHYARD_BIN (the row is skipped without it);
@@ -69,7 +71,7 @@ cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 secs="${GATEWAY_BENCH_SECS:-10}"
 reps="${GATEWAY_BENCH_REPS:-3}"
 stream_reqs="${GATEWAY_STREAM_REQS:-200}"
-rows="${GATEWAY_BENCH_ROWS:-direct nginx litellm switchyard switchyard1}"
+rows="${GATEWAY_BENCH_ROWS:-direct nginx nginxn litellm switchyard switchyard1}"
 nginx_workers="${NGINX_PROXY_WORKERS:-1}"
 litellm_workers="${LITELLM_WORKERS:-2}"
 wrk_threads="${GATEWAY_WRK_THREADS:-2}"
@@ -342,18 +344,25 @@ row_direct() {
     "http://127.0.0.1:$mock_port/stream/v1/chat/completions" mock "$mock_sid"
 }
 
+# row_nginx [ROW WORKERS]: ROW defaults to nginx, WORKERS to NGINX_PROXY_WORKERS.
 row_nginx() {
-  local d="$tmp/proxy" port rc=0
+  local row="${1:-nginx}" workers="${2:-$nginx_workers}"
+  local d="$tmp/$row" port rc=0
   mkdir -p "$d"; port=$(free_port)
-  proxy_conf "$d" "$port" "$mock_port" "$nginx_workers" >"$d/nginx.conf"
+  proxy_conf "$d" "$port" "$mock_port" "$workers" >"$d/nginx.conf"
   start_session "$d/log" -- nginx -p "$d" -c "$d/nginx.conf"
   local s=$pid
   wait_http "http://127.0.0.1:$port/health" "$s" "$d/error.log" &&
-    bench_row nginx "http://127.0.0.1:$port/v1/chat/completions" \
+    bench_row "$row" "http://127.0.0.1:$port/v1/chat/completions" \
       "http://127.0.0.1:$port/stream/v1/chat/completions" mock "$s" || rc=$?
   stop_session "$s"
   return "$rc"
 }
+
+# One worker per core (nginx's `worker_processes auto`), as Switchyard's
+# default of one I/O thread per core: the like-for-like pair of the
+# defaults, as the nginx row (one worker) is for `io_threads: 1`.
+row_nginxn() { row_nginx nginxn "$(nproc)"; }
 
 # LiteLLM in its own venv under the cache, installed on first use.
 install_litellm() {
@@ -441,6 +450,7 @@ row_switchyard1() { row_switchyard switchyard1 1; }
 
 # --- report ------------------------------------------------------------------
 declare -A NAME=([direct]="direct to mock" [nginx]="nginx reverse proxy ($nginx_workers worker)"
+  [nginxn]="nginx reverse proxy ($(nproc) workers)"
   [litellm]="LiteLLM proxy ($litellm_workers workers)" [switchyard]="Switchyard"
   [switchyard1]="Switchyard, io_threads: 1")
 
@@ -482,12 +492,16 @@ report() {
   echo
   echo "| ratio | value | target (BENCHMARKS.md §3) |"
   echo "| --- | --- | --- |"
-  echo "| Switchyard rps / nginx rps | $(ratio switchyard nginx rps) | ≥ 0.5× |"
+  echo "| Switchyard rps / nginx ($nginx_workers worker) rps | $(ratio switchyard nginx rps) | ≥ 0.5× |"
   echo "| Switchyard rps / LiteLLM rps | $(ratio switchyard litellm rps) | ≥ 50× |"
-  echo "| Switchyard CPU per request / nginx CPU per request | $(ratio switchyard nginx cpu) | ≤ 3× |"
+  echo "| Switchyard CPU per request / nginx ($nginx_workers worker) CPU per request | $(ratio switchyard nginx cpu) | ≤ 3× |"
+  if [[ " $rows " == *" nginxn "* ]]; then
+    echo "| Switchyard rps / nginx ($(nproc) workers) rps | $(ratio switchyard nginxn rps) | ≥ 0.5× |"
+    echo "| Switchyard CPU per request / nginx ($(nproc) workers) CPU per request | $(ratio switchyard nginxn cpu) | ≤ 3× |"
+  fi
   if [[ " $rows " == *" switchyard1 "* ]]; then
-    echo "| Switchyard (io_threads: 1) rps / nginx rps | $(ratio switchyard1 nginx rps) | ≥ 0.5× |"
-    echo "| Switchyard (io_threads: 1) CPU per request / nginx CPU per request | $(ratio switchyard1 nginx cpu) | ≤ 3× |"
+    echo "| Switchyard (io_threads: 1) rps / nginx ($nginx_workers worker) rps | $(ratio switchyard1 nginx rps) | ≥ 0.5× |"
+    echo "| Switchyard (io_threads: 1) CPU per request / nginx ($nginx_workers worker) CPU per request | $(ratio switchyard1 nginx cpu) | ≤ 3× |"
   fi
 }
 
@@ -503,7 +517,7 @@ start_mock
 echo "mock upstream on 127.0.0.1:$mock_port"
 for row in $rows; do
   echo "== ${NAME[$row]:-?}"
-  [ -n "${NAME[$row]:-}" ] || { echo "unknown row $row (rows: direct nginx litellm switchyard switchyard1)" >&2; exit 2; }
+  [ -n "${NAME[$row]:-}" ] || { echo "unknown row $row (rows: direct nginx nginxn litellm switchyard switchyard1)" >&2; exit 2; }
   "row_$row" || echo "  ${NAME[$row]}: FAILED (see above); going on with the other rows" >&2
 done
 stop_session "$mock_sid"

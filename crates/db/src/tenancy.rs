@@ -90,6 +90,22 @@ const SQLITE_USAGE_ROWS_PER_STATEMENT: usize = 50;
 /// `INSERT ... VALUES (...), ...` for `rows` usage rows. SQLite gets bare
 /// `?` placeholders: it looks a numbered one up by name, one linear scan
 /// per parameter, which showed in the writer's profile at 550 parameters.
+/// The statement for `rows` rows; the full-chunk one is built once per
+/// backend (building it took ~1.5 % of a proxied request's instructions).
+fn usage_insert_sql_cached(backend: crate::Backend, rows: usize, full: usize) -> std::borrow::Cow<'static, str> {
+    use std::sync::OnceLock;
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    if rows != full {
+        return usage_insert_sql(backend, rows).into();
+    }
+    let cell = match backend {
+        crate::Backend::Sqlite => &SQLITE,
+        crate::Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| usage_insert_sql(backend, rows)).as_str().into()
+}
+
 fn usage_insert_sql(backend: crate::Backend, rows: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::from(
@@ -278,7 +294,7 @@ impl Db {
             crate::Backend::Postgres => USAGE_ROWS_PER_STATEMENT,
         };
         for chunk in rows.chunks(per_statement) {
-            let sql = usage_insert_sql(self.backend(), chunk.len());
+            let sql = usage_insert_sql_cached(self.backend(), chunk.len(), per_statement);
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q

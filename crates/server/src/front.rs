@@ -1,8 +1,8 @@
 //! The door every request comes through, as one middleware: its request id
 //! (the client's `x-request-id`, or a new one), a span carrying that id
 //! around everything logged while it is served, the HTTP metrics, one
-//! access-log line (written once the response is sent), and then the
-//! tenancy guard.
+//! access-log line ([`crate::access`], written once the response is sent),
+//! and then the tenancy guard.
 //!
 //! One layer rather than tower-http's request-id and trace layers plus two
 //! `from_fn` layers: every layer is cloned and boxed per request, and in
@@ -40,17 +40,15 @@ pub async fn front(state: State<AppState>, mut req: Request, next: Next) -> Resp
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id.to_str().unwrap_or(""),
-        method = %req.method(),
-        path = %req.uri().path()
-    );
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    // The span carries only the id: every field of it is formatted when it
+    // is made; method and path are on the access line.
+    let span = tracing::info_span!("request", request_id = %id.to_str().unwrap_or(""));
     let in_flight = IN_FLIGHT.get_or_init(|| metrics::gauge!(HTTP_IN_FLIGHT));
     in_flight.increment(1.0);
     let mut resp = crate::auth::guard(state, req, next).instrument(span.clone()).await;
     in_flight.decrement(1.0);
-    resp.headers_mut().insert(REQUEST_ID, id);
+    resp.headers_mut().insert(REQUEST_ID, id.clone());
     let status = resp.status().as_u16();
     let (count, time) = BY_ROUTE
         .get_or_init(Handles::new)
@@ -66,16 +64,14 @@ pub async fn front(state: State<AppState>, mut req: Request, next: Next) -> Resp
     // The access line is written by a task of its own, which this thread
     // runs once it has sent the response: formatting it first cost the
     // client ~10 µs at concurrency 1.
-    tokio::spawn(async move {
-        let latency_ms = elapsed.as_secs_f64() * 1e3;
-        span.in_scope(|| {
-            if status >= 500 {
-                tracing::warn!(status, latency_ms, "finished processing request");
-            } else {
-                tracing::info!(status, latency_ms, "finished processing request");
-            }
-        });
-    });
+    let access = crate::access::Access {
+        request_id: id,
+        method,
+        uri,
+        status,
+        elapsed,
+    };
+    tokio::spawn(async move { access.log(&span) });
     resp
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: OpenAI-compatible routes, health, readiness and metrics.
 //! Business logic lives in the engine and in `service`; handlers are thin.
 
+mod access;
 pub mod auth;
 pub mod config;
 pub mod embeddings;

@@ -103,6 +103,13 @@ impl Drop for FlushGuard {
     }
 }
 
+impl LogBuffer {
+    /// Appends one whole line (see [`crate::access`]).
+    pub fn write_line(&self, line: &[u8]) {
+        let _ = LineWriter(&self.0).write(line);
+    }
+}
+
 /// One event's line; tracing-subscriber writes a whole line per event.
 pub struct LineWriter<'a>(&'a Shared);
 

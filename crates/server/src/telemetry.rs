@@ -97,9 +97,32 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                     .set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
                     .ok()?;
             }
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            start_upkeep(handle.clone());
+            Some(handle)
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The recorder keeps every histogram sample until upkeep folds it into
+/// the buckets; `install_recorder` (unlike the exporter's own HTTP
+/// listener) leaves that to its caller. Without it, a server nobody
+/// scrapes grows by 8 bytes per sample — two samples a request — and the
+/// next scrape pays for all of them at once. A plain thread: it must run
+/// whichever runtime (or none) built the handle.
+fn start_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histogram samples wait for the next scrape");
+    }
 }
 
 /// Sets up logging once. JSON lines by default, with the request's span
@@ -112,14 +135,18 @@ pub fn init_logging(format: LogFormat) -> crate::logwriter::FlushGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = crate::logwriter::LogBuffer::start();
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
-    let _ = match format {
+        .with_ansi(ansi)
+        .with_writer(writer.clone());
+    let installed = match format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Plain => builder.try_init(),
     };
+    if installed.is_ok() && !(ansi && format == LogFormat::Plain) {
+        crate::access::write_to(writer, format);
+    }
     guard
 }
 

@@ -128,13 +128,34 @@ pub fn parse(key: &str) -> Option<ParsedKey> {
     if !id_ok || secret.len() != SECRET_CHARS {
         return None;
     }
-    match URL_SAFE_NO_PAD.decode(secret) {
-        Ok(bytes) if bytes.len() == SECRET_BYTES => Some(ParsedKey {
-            id: id.to_string(),
-            secret_sha256: sha256(secret),
-        }),
-        _ => None,
+    if !is_canonical_secret(secret) {
+        return None;
     }
+    Some(ParsedKey {
+        id: id.to_string(),
+        secret_sha256: sha256(secret),
+    })
+}
+
+/// Whether `secret` is the URL-safe, unpadded base64 of exactly
+/// [`SECRET_BYTES`] bytes, as the `base64` crate's strict decoder would
+/// accept it, without decoding: only the text is hashed. 43 characters
+/// carry 258 bits, so the last one's two low bits must be zero.
+fn is_canonical_secret(secret: &str) -> bool {
+    fn sextet(b: u8) -> Option<u8> {
+        match b {
+            b'A'..=b'Z' => Some(b - b'A'),
+            b'a'..=b'z' => Some(b - b'a' + 26),
+            b'0'..=b'9' => Some(b - b'0' + 52),
+            b'-' => Some(62),
+            b'_' => Some(63),
+            _ => None,
+        }
+    }
+    let bytes = secret.as_bytes();
+    bytes.len() == SECRET_CHARS
+        && bytes.iter().all(|&b| sextet(b).is_some())
+        && bytes.last().and_then(|&b| sextet(b)).is_some_and(|v| v & 0b11 == 0)
 }
 
 /// Adopts a key given from outside (the environment) after checking its shape.
@@ -145,8 +166,8 @@ pub fn adopt(key: &str) -> Option<(ApiKeySecret, ParsedKey)> {
 /// True when `stored` (hex, from the database) is the hash of this key's
 /// secret; constant time in the hash bytes.
 pub fn verify(key: &ParsedKey, stored_hex: &str) -> bool {
-    match from_hex(stored_hex) {
-        Some(stored) => bool::from(stored.as_slice().ct_eq(&key.secret_sha256)),
+    match sha256_from_hex(stored_hex) {
+        Some(stored) => bool::from(stored.ct_eq(&key.secret_sha256)),
         None => false,
     }
 }
@@ -159,14 +180,19 @@ pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+/// A stored hash (64 hex digits) as bytes, without allocating: this runs
+/// on every authenticated request.
+fn sha256_from_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
+    let digit = |c: u8| (c as char).to_digit(16);
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -189,6 +215,29 @@ mod tests {
         let (other, _) = generate();
         assert_ne!(other.expose(), text);
         assert!(!verify(&parse(other.expose()).unwrap(), &to_hex(&stored.secret_sha256)));
+    }
+
+    #[test]
+    fn the_secret_check_accepts_what_the_strict_decoder_accepts() {
+        let strict = |s: &str| URL_SAFE_NO_PAD.decode(s).is_ok_and(|b| b.len() == SECRET_BYTES);
+        let (plain, _) = generate();
+        let secret = plain.expose().split_once('.').unwrap().1.to_string();
+        let head = &secret[..SECRET_CHARS - 1];
+        // Every possible last character (two low bits set or not), a bad
+        // character anywhere, and wrong lengths.
+        let mut cases: Vec<String> = (0u8..=255)
+            .filter(u8::is_ascii_graphic)
+            .map(|c| format!("{head}{}", c as char))
+            .collect();
+        cases.extend((0..SECRET_CHARS).map(|i| format!("{}={}", &secret[..i], &secret[i + 1..])));
+        cases.extend([secret[1..].to_string(), format!("{secret}A"), String::new()]);
+        for case in &cases {
+            assert_eq!(is_canonical_secret(case), strict(case), "{case:?}");
+        }
+        assert!(
+            cases.iter().filter(|c| strict(c)).count() >= 16,
+            "the cases include good secrets"
+        );
     }
 
     #[test]

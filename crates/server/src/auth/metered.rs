@@ -15,6 +15,7 @@ use http_body::{Frame, SizeHint};
 use switchyard_api::ErrorKind;
 use switchyard_tenancy::{AccessError, AuthError, Decision, Principal, QuotaError, Scope, UsageRecord};
 
+use super::ticket::Facts;
 use super::UsageTicket;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -126,53 +127,63 @@ impl Finish {
     /// tracked task finishes the job, counted in the backlog the door checks.
     fn record(self) {
         let t = self.state.tenancy.clone();
-        if let Some(facts) = self.ticket.ready() {
-            let tokens = facts.prompt_tokens + facts.completion_tokens;
-            let charged = tokens == 0
-                || self.principal.limits.tokens_per_minute.is_none()
-                || t.limiter
-                    .charge_tokens_now(&self.principal.key_id, &self.principal.limits, tokens);
-            if charged {
-                match t.recorder.try_record(self.usage(&facts)) {
-                    Ok(None) => {}
-                    Ok(Some(pending)) => t.in_background(async move {
-                        if let Err(e) = pending.send().await {
-                            tracing::error!(error = %e, "usage record lost");
-                        }
-                    }),
-                    Err(e) => tracing::error!(error = %e, "usage record lost"),
-                }
-                return;
-            }
+        let Some(facts) = self.ticket.ready() else {
+            t.clone().in_background(async move {
+                let facts = self.ticket.settled(Duration::from_secs(10)).await;
+                self.charge_then_record(facts).await;
+            });
+            return;
+        };
+        let tokens = facts.prompt_tokens + facts.completion_tokens;
+        let charged = tokens == 0
+            || self.principal.limits.tokens_per_minute.is_none()
+            || t.limiter
+                .charge_tokens_now(&self.principal.key_id, &self.principal.limits, tokens);
+        if !charged {
+            t.clone().in_background(self.charge_then_record(facts));
+            return;
         }
-        t.clone().in_background(async move {
-            let facts = self.ticket.settled(Duration::from_secs(10)).await;
-            let total = facts.prompt_tokens + facts.completion_tokens;
-            if total > 0 && self.principal.limits.tokens_per_minute.is_some() {
-                if let Err(e) = t
-                    .limiter
-                    .charge_tokens(&self.principal.key_id, &self.principal.limits, total)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not charge tokens to the rate limiter");
+        match t.recorder.try_record(self.usage(facts)) {
+            Ok(None) => {}
+            Ok(Some(pending)) => t.in_background(async move {
+                if let Err(e) = pending.send().await {
+                    tracing::error!(error = %e, "usage record lost");
                 }
-            }
-            if let Err(e) = t.recorder.record(self.usage(&facts)).await {
-                tracing::error!(error = %e, "usage record lost");
-            }
-        });
+            }),
+            Err(e) => tracing::error!(error = %e, "usage record lost"),
+        }
     }
 
-    fn usage(&self, facts: &super::ticket::Facts) -> UsageRecord {
+    /// The slow path: tokens charged to a shared window, then the record
+    /// queued (waiting for room if need be).
+    async fn charge_then_record(self, facts: Facts) {
+        let t = self.state.tenancy.clone();
+        let total = facts.prompt_tokens + facts.completion_tokens;
+        if total > 0 && self.principal.limits.tokens_per_minute.is_some() {
+            if let Err(e) = t
+                .limiter
+                .charge_tokens(&self.principal.key_id, &self.principal.limits, total)
+                .await
+            {
+                tracing::warn!(error = %e, "could not charge tokens to the rate limiter");
+            }
+        }
+        if let Err(e) = t.recorder.record(self.usage(facts)).await {
+            tracing::error!(error = %e, "usage record lost");
+        }
+    }
+
+    /// The record, moving what this request owns into it.
+    fn usage(self, facts: Facts) -> UsageRecord {
         UsageRecord {
-            request_id: self.request_id.clone(),
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            request_id: self.request_id,
             tenant_id: self.principal.tenant_id.clone(),
             key_id: self.principal.key_id.clone(),
-            model: facts.model.clone(),
-            deployment: facts.deployment.clone(),
+            model: facts.model,
+            deployment: facts.deployment,
             prompt_tokens: facts.prompt_tokens,
             completion_tokens: facts.completion_tokens,
-            latency_ms: self.started.elapsed().as_millis() as u64,
             status_code: self.status,
             created_at: switchyard_db::now_unix(),
         }

@@ -30,8 +30,9 @@ struct Inner {
 impl UsageTicket {
     pub fn serve(&self, model: &str, deployment: &str) {
         let mut f = self.lock();
-        f.model = model.to_string();
-        f.deployment = deployment.to_string();
+        // In place: a request is served by a route, then by its deployment.
+        f.model.replace_range(.., model);
+        f.deployment.replace_range(.., deployment);
     }
 
     pub fn tokens(&self, prompt: u64, completion: u64) {
@@ -51,17 +52,19 @@ impl UsageTicket {
         self.0.done.notify_one();
     }
 
-    /// The facts now, unless a deferred producer has yet to report.
+    /// The facts now, unless a deferred producer has yet to report. They
+    /// are taken: a request's usage is recorded once.
     pub fn ready(&self) -> Option<Facts> {
-        (!self.0.pending.load(std::sync::atomic::Ordering::Acquire)).then(|| self.lock().clone())
+        (!self.0.pending.load(std::sync::atomic::Ordering::Acquire)).then(|| std::mem::take(&mut *self.lock()))
     }
 
-    /// The facts, once any deferred producer has reported (or `wait` passed).
+    /// The facts, once any deferred producer has reported (or `wait`
+    /// passed); taken, as by [`Self::ready`].
     pub async fn settled(&self, wait: std::time::Duration) -> Facts {
         if self.0.pending.load(std::sync::atomic::Ordering::Acquire) {
             let _ = tokio::time::timeout(wait, self.0.done.notified()).await;
         }
-        self.lock().clone()
+        std::mem::take(&mut *self.lock())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Facts> {

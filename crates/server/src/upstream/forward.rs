@@ -60,12 +60,11 @@ pub async fn forward(
     }
     resp_headers.insert("x-switchyard-attempts", HeaderValue::from(answer.attempts));
     let status = StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let (route_id, deployment) = (route.name().to_string(), answer.deployment.clone());
-    ticket.serve(&route_id, &deployment);
+    ticket.serve(route.name(), &answer.deployment);
     match answer.body {
         UpstreamBody::Full { bytes, usage } => {
             let outcome = if status.is_success() { "ok" } else { "client_error" };
-            record(&route_id, &deployment, outcome, usage, started);
+            record(route.name(), &answer.deployment, outcome, usage, started);
             if let Some(u) = usage {
                 ticket.tokens(u.prompt_tokens as u64, u.completion_tokens as u64);
             }
@@ -77,6 +76,7 @@ pub async fn forward(
             // permit is held until then, as for a native stream.
             ticket.defer();
             let ticket = ticket.clone();
+            let (route_id, deployment) = (route.name().to_string(), answer.deployment);
             tokio::spawn(async move {
                 let s = summary.wait().await;
                 let (p, c) = s
