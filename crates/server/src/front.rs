@@ -18,15 +18,29 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use crate::state::AppState;
-use crate::telemetry::{Handles, HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS};
+use crate::telemetry::{with_handles, LocalHandles, HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 type HttpHandles = (metrics::Counter, metrics::Histogram);
 
+thread_local! {
+    static BY_ROUTE: LocalHandles<(String, u16), HttpHandles> = LocalHandles::default();
+}
+
+/// `(route, status)` looked up in [`BY_ROUTE`] without building the key;
+/// hashes as the tuple of its owned form does.
+#[derive(Hash)]
+struct RouteStatus<'a>(&'a str, u16);
+
+impl hashbrown::Equivalent<(String, u16)> for RouteStatus<'_> {
+    fn equivalent(&self, key: &(String, u16)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 pub async fn front(state: State<AppState>, mut req: Request, next: Next) -> Response {
     static IN_FLIGHT: OnceLock<metrics::Gauge> = OnceLock::new();
-    static BY_ROUTE: OnceLock<Handles<(String, u16), HttpHandles>> = OnceLock::new();
     let started = Instant::now();
     let id = match req.headers().get(&REQUEST_ID) {
         Some(id) => id.clone(),
@@ -36,10 +50,7 @@ pub async fn front(state: State<AppState>, mut req: Request, next: Next) -> Resp
             id
         }
     };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let (method, uri) = (req.method().clone(), req.uri().clone());
     // The span carries only the id: every field of it is formatted when it
     // is made; method and path are on the access line.
@@ -50,17 +61,23 @@ pub async fn front(state: State<AppState>, mut req: Request, next: Next) -> Resp
     in_flight.decrement(1.0);
     resp.headers_mut().insert(REQUEST_ID, id.clone());
     let status = resp.status().as_u16();
-    let (count, time) = BY_ROUTE
-        .get_or_init(Handles::new)
-        .get((route, status), |(route, status)| {
-            (
-                metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status.to_string()),
-                metrics::histogram!(HTTP_DURATION, "route" => route.clone()),
-            )
-        });
     let elapsed = started.elapsed();
-    count.increment(1);
-    time.record(elapsed.as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    with_handles(
+        &BY_ROUTE,
+        &RouteStatus(route, status),
+        |k| {
+            let handles = (
+                metrics::counter!(HTTP_REQUESTS, "route" => k.0.to_string(), "status" => k.1.to_string()),
+                metrics::histogram!(HTTP_DURATION, "route" => k.0.to_string()),
+            );
+            ((k.0.to_string(), k.1), handles)
+        },
+        |(count, time)| {
+            count.increment(1);
+            time.record(elapsed.as_secs_f64());
+        },
+    );
     // The access line is written by a task of its own, which this thread
     // runs once it has sent the response: formatting it first cost the
     // client ~10 µs at concurrency 1.

@@ -150,36 +150,39 @@ pub fn init_logging(format: LogFormat) -> crate::logwriter::FlushGuard {
     guard
 }
 
-/// Metric handles by their label values, built once. Building a metric's
-/// key (owned label strings, a hash, a registry lookup) on every request
-/// showed in the gateway's profile; a handle is an `Arc`, cheap to clone.
-/// Label values must be bounded (route templates, statuses, configured
-/// names), as for any metric.
-pub struct Handles<K, H> {
-    map: std::sync::RwLock<std::collections::HashMap<K, H>>,
-}
+/// Metric handles by their label values, built once per thread. Building a
+/// metric's key (owned label strings, a hash, a registry lookup) on every
+/// request showed in the gateway's profile, and so did a map shared by
+/// the I/O threads (its lock, and the handles' reference counts, moved
+/// between cores on every request). Each thread keeps its own map in a
+/// `thread_local!` of this type; the registry hands every thread the same
+/// metric. Label values must be bounded (route templates, statuses,
+/// configured names), as for any metric.
+pub type LocalHandles<K, H> = std::cell::RefCell<hashbrown::HashMap<K, H>>;
 
-impl<K: std::hash::Hash + Eq, H: Clone> Handles<K, H> {
-    pub fn new() -> Self {
-        Self {
-            map: std::sync::RwLock::new(std::collections::HashMap::new()),
+/// Runs `f` with the handles for `key` in this thread's `cache`, made
+/// (with their owned key) by `make` the first time. `key` is a borrowed
+/// form of the stored key ([`hashbrown::Equivalent`]), so a lookup builds
+/// nothing.
+pub fn with_handles<K, Q, H, R>(
+    cache: &'static std::thread::LocalKey<LocalHandles<K, H>>,
+    key: &Q,
+    make: impl FnOnce(&Q) -> (K, H),
+    f: impl FnOnce(&H) -> R,
+) -> R
+where
+    K: std::hash::Hash + Eq,
+    Q: std::hash::Hash + hashbrown::Equivalent<K> + ?Sized,
+{
+    cache.with(|c| {
+        if let Some(h) = c.borrow().get(key) {
+            return f(h);
         }
-    }
-
-    /// The handles for `key`, made by `make` the first time.
-    pub fn get(&self, key: K, make: impl FnOnce(&K) -> H) -> H {
-        if let Some(h) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return h.clone();
-        }
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(key).or_insert_with_key(|k| make(k)).clone()
-    }
-}
-
-impl<K: std::hash::Hash + Eq, H: Clone> Default for Handles<K, H> {
-    fn default() -> Self {
-        Self::new()
-    }
+        let (k, h) = make(key);
+        let r = f(&h);
+        c.borrow_mut().insert(k, h);
+        r
+    })
 }
 
 /// Records each forward pass of an embedding model's batcher.
@@ -236,6 +239,51 @@ impl StepObserver for EngineMetrics {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{with_handles, LocalHandles};
+
+    #[derive(Hash)]
+    struct Borrowed<'a>(&'a str, u16);
+
+    impl hashbrown::Equivalent<(String, u16)> for Borrowed<'_> {
+        fn equivalent(&self, key: &(String, u16)) -> bool {
+            self.0 == key.0 && self.1 == key.1
+        }
+    }
+
+    thread_local! {
+        static CACHE: LocalHandles<(String, u16), usize> = LocalHandles::default();
+    }
+
+    /// A borrowed key finds what its owned form stored; a new key makes anew.
+    #[test]
+    fn handles_are_made_once_per_key_and_found_by_a_borrowed_key() {
+        let made = std::cell::Cell::new(0);
+        let get = |route: &str, status: u16| {
+            with_handles(
+                &CACHE,
+                &Borrowed(route, status),
+                |k| {
+                    made.set(made.get() + 1);
+                    ((k.0.to_string(), k.1), made.get())
+                },
+                |h| *h,
+            )
+        };
+        assert_eq!(
+            (get("/a", 200), get("/a", 200), get("/a", 500), get("/b", 200)),
+            (1, 1, 2, 3)
+        );
+        assert_eq!((get("/a", 500), get("/b", 200)), (2, 3));
+        assert_eq!(made.get(), 3);
+        // Another thread has its own map.
+        std::thread::scope(|s| {
+            s.spawn(|| CACHE.with(|c| assert!(c.borrow().is_empty())))
+                .join()
+                .unwrap()
+        });
+    }
+
     /// Every metric this module names is documented in docs/metrics.md.
     #[test]
     fn every_metric_is_documented() {

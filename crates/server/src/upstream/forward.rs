@@ -134,7 +134,6 @@ fn outcome_of(e: &GatewayError) -> &'static str {
 }
 
 /// The handles of one (route, deployment, outcome).
-#[derive(Clone)]
 struct RouteHandles {
     requests: metrics::Counter,
     duration: metrics::Histogram,
@@ -142,20 +141,39 @@ struct RouteHandles {
     generated: metrics::Counter,
 }
 
-fn record(route: &str, deployment: &str, outcome: &'static str, usage: Option<Usage>, started: Instant) {
-    static HANDLES: std::sync::OnceLock<telemetry::Handles<(String, String, &'static str), RouteHandles>> =
-        std::sync::OnceLock::new();
-    let key = (route.to_string(), deployment.to_string(), outcome);
-    let h = HANDLES.get_or_init(telemetry::Handles::new).get(key, |(route, deployment, outcome)| RouteHandles {
-        requests: metrics::counter!(telemetry::UPSTREAM_REQUESTS, "route" => route.clone(), "deployment" => deployment.clone(), "outcome" => *outcome),
-        duration: metrics::histogram!(telemetry::UPSTREAM_DURATION, "route" => route.clone()),
-        prompt: metrics::counter!(telemetry::PROMPT_TOKENS, "model" => route.clone()),
-        generated: metrics::counter!(telemetry::GENERATED_TOKENS, "model" => route.clone()),
-    });
-    h.requests.increment(1);
-    h.duration.record(started.elapsed().as_secs_f64());
-    if let Some(u) = usage {
-        h.prompt.increment(u.prompt_tokens as u64);
-        h.generated.increment(u.completion_tokens as u64);
+thread_local! {
+    static HANDLES: telemetry::LocalHandles<(String, String, &'static str), RouteHandles> =
+        telemetry::LocalHandles::default();
+}
+
+/// `(route, deployment, outcome)` looked up in [`HANDLES`] without building
+/// the key; hashes as the tuple of its owned form does.
+#[derive(Hash)]
+struct RouteKey<'a>(&'a str, &'a str, &'static str);
+
+impl hashbrown::Equivalent<(String, String, &'static str)> for RouteKey<'_> {
+    fn equivalent(&self, key: &(String, String, &'static str)) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
     }
+}
+
+fn record(route: &str, deployment: &str, outcome: &'static str, usage: Option<Usage>, started: Instant) {
+    let make = |k: &RouteKey<'_>| {
+        let (route, deployment, outcome) = (k.0.to_string(), k.1.to_string(), k.2);
+        let h = RouteHandles {
+            requests: metrics::counter!(telemetry::UPSTREAM_REQUESTS, "route" => route.clone(), "deployment" => deployment.clone(), "outcome" => outcome),
+            duration: metrics::histogram!(telemetry::UPSTREAM_DURATION, "route" => route.clone()),
+            prompt: metrics::counter!(telemetry::PROMPT_TOKENS, "model" => route.clone()),
+            generated: metrics::counter!(telemetry::GENERATED_TOKENS, "model" => route.clone()),
+        };
+        ((route, deployment, outcome), h)
+    };
+    telemetry::with_handles(&HANDLES, &RouteKey(route, deployment, outcome), make, |h| {
+        h.requests.increment(1);
+        h.duration.record(started.elapsed().as_secs_f64());
+        if let Some(u) = usage {
+            h.prompt.increment(u.prompt_tokens as u64);
+            h.generated.increment(u.completion_tokens as u64);
+        }
+    });
 }
