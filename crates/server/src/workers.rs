@@ -88,13 +88,28 @@ impl Workers {
             // Nagle's algorithm would hold back small SSE chunks for the client's delayed ACK.
             let _ = tcp.set_nodelay(true);
             match tcp.into_std() {
-                Ok(std) => {
-                    let _ = self.threads[next % self.threads.len()].send((std, addr));
-                    next = next.wrapping_add(1);
-                }
+                Ok(std) => self.hand_over((std, addr), &mut next),
                 Err(e) => tracing::warn!(error = %e, "could not hand over a connection"),
             }
         }
+    }
+
+    /// Gives the connection to the next thread in turn; a thread that has
+    /// stopped (its server failed) hands it back and the one after it
+    /// gets it, so a dead thread costs no connection.
+    fn hand_over(&self, mut conn: (std::net::TcpStream, SocketAddr), next: &mut usize) {
+        for _ in 0..self.threads.len() {
+            let i = *next % self.threads.len();
+            *next = next.wrapping_add(1);
+            match self.threads[i].send(conn) {
+                Ok(()) => return,
+                Err(back) => {
+                    tracing::error!(thread = i, "an I/O thread has stopped; its connection goes to the next");
+                    conn = back.0;
+                }
+            }
+        }
+        tracing::error!(peer = %conn.1, "no I/O thread is running; connection closed");
     }
 
     /// Stops taking connections and waits up to `grace` for the open ones
@@ -179,6 +194,34 @@ mod tests {
             async move { workers.accept(listener).await }
         });
         (workers, acceptor, format!("http://{local}"))
+    }
+
+    #[tokio::test]
+    async fn a_stopped_thread_s_connections_go_to_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local = listener.local_addr().unwrap();
+        let mut workers = Workers::start(2, Router::new().route("/", get(thread_name)), local).unwrap();
+        // Thread 0 as if its server had failed: nothing takes what it is sent.
+        let (dead, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        workers.threads[0] = dead;
+        let workers = Arc::new(workers);
+        let acceptor = tokio::spawn({
+            let workers = workers.clone();
+            async move { workers.accept(listener).await }
+        });
+        for _ in 0..4 {
+            // A new connection each time, so each is handed over anew.
+            let served = reqwest::Client::new()
+                .get(format!("http://{local}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(served.text().await.unwrap(), "switchyard-io-1");
+        }
+        acceptor.abort();
+        let _ = acceptor.await;
+        assert!(workers.drain(Duration::from_secs(10)).await);
     }
 
     #[tokio::test]
