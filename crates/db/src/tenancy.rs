@@ -87,9 +87,6 @@ const USAGE_ROWS_PER_STATEMENT: usize = 500;
 /// is spread thin, small enough that binding stays cheap.
 const SQLITE_USAGE_ROWS_PER_STATEMENT: usize = 50;
 
-/// `INSERT ... VALUES (...), ...` for `rows` usage rows. SQLite gets bare
-/// `?` placeholders: it looks a numbered one up by name, one linear scan
-/// per parameter, which showed in the writer's profile at 550 parameters.
 /// The statement for `rows` rows; the full-chunk one is built once per
 /// backend (building it took ~1.5 % of a proxied request's instructions).
 fn usage_insert_sql_cached(backend: crate::Backend, rows: usize, full: usize) -> std::borrow::Cow<'static, str> {
@@ -106,6 +103,9 @@ fn usage_insert_sql_cached(backend: crate::Backend, rows: usize, full: usize) ->
     cell.get_or_init(|| usage_insert_sql(backend, rows)).as_str().into()
 }
 
+/// `INSERT ... VALUES (...), ...` for `rows` usage rows. SQLite gets bare
+/// `?` placeholders: it looks a numbered one up by name, one linear scan
+/// per parameter, which showed in the writer's profile at 550 parameters.
 fn usage_insert_sql(backend: crate::Backend, rows: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::from(
