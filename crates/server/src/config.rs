@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// it was handed and its own upstream pools; 0: one per CPU core.
     /// Engines compute on threads of their own.
     pub io_threads: usize,
+    /// Microseconds an I/O thread out of work keeps polling before it
+    /// sleeps, while its connections' reads and writes come closer together
+    /// than that (a wake-up from sleep costs more than the wait); 0 never.
+    pub io_spin_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,6 +146,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             log_format: LogFormat::Json,
             io_threads: 0,
+            io_spin_us: 200,
         }
     }
 }
@@ -240,6 +245,9 @@ impl Config {
         }
         if s.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if s.io_spin_us > 10_000 {
+            return Err(invalid("server.io_spin_us", "must be at most 10000 (10 ms)"));
         }
         let g = &self.generation;
         if g.max_tokens == 0 {

@@ -97,7 +97,8 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let workers = workers::Workers::start(io_threads, router(state), local)?;
+    let spin = Duration::from_micros(state.config.server.io_spin_us);
+    let workers = workers::Workers::start(io_threads, spin, router(state), local)?;
     tracing::info!(address = %local, io_threads, "listening");
     on_bound(local);
     // Dropping the acceptor at the signal closes the listener.

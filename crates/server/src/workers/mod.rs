@@ -10,6 +10,11 @@
 //!
 //! Everything else (model loads, the usage writer, timers of the
 //! registry) stays on the main runtime.
+//!
+//! A thread that runs out of work may poll for a short while before it
+//! sleeps ([`spin`]).
+
+mod spin;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -36,8 +41,9 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `n` I/O threads serving `app`; `local` is the address they report.
-    pub fn start(n: usize, app: Router, local: SocketAddr) -> anyhow::Result<Self> {
+    /// Starts `n` I/O threads serving `app`, each spinning up to `spin`
+    /// before it sleeps; `local` is the address they report.
+    pub fn start(n: usize, spin: Duration, app: Router, local: SocketAddr) -> anyhow::Result<Self> {
         let (serving, drain, release) = (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
@@ -48,6 +54,7 @@ impl Workers {
             let server = serving.track_future(server.into_future());
             let release = release.clone();
             runtime.spawn(keep_a_timer_armed());
+            runtime.spawn(spin::run(spin));
             std::thread::Builder::new()
                 .name(format!("switchyard-io-{i}"))
                 .spawn(move || {
@@ -146,15 +153,15 @@ struct Handed {
 }
 
 impl axum::serve::Listener for Handed {
-    type Io = TcpStream;
+    type Io = spin::Noted<TcpStream>;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
         loop {
             match self.rx.recv().await {
                 // `into_std` left it non-blocking; this registers it with this thread's runtime.
                 Some((std, addr)) => match TcpStream::from_std(std) {
-                    Ok(tcp) => return (tcp, addr),
+                    Ok(tcp) => return (spin::Noted(tcp), addr),
                     Err(e) => tracing::warn!(error = %e, "could not take over a connection"),
                 },
                 // The acceptor has stopped: the server's shutdown signal ends the loop.
@@ -188,7 +195,7 @@ mod tests {
     async fn serving(n: usize, app: Router) -> (Arc<Workers>, tokio::task::JoinHandle<()>, String) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
-        let workers = Arc::new(Workers::start(n, app, local).unwrap());
+        let workers = Arc::new(Workers::start(n, Duration::from_micros(200), app, local).unwrap());
         let acceptor = tokio::spawn({
             let workers = workers.clone();
             async move { workers.accept(listener).await }
@@ -200,7 +207,7 @@ mod tests {
     async fn a_stopped_thread_s_connections_go_to_the_others() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
-        let mut workers = Workers::start(2, Router::new().route("/", get(thread_name)), local).unwrap();
+        let mut workers = Workers::start(2, Duration::ZERO, Router::new().route("/", get(thread_name)), local).unwrap();
         // Thread 0 as if its server had failed: nothing takes what it is sent.
         let (dead, rx) = mpsc::unbounded_channel();
         drop(rx);
