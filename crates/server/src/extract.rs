@@ -33,20 +33,36 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorKind::PayloadTooLarge,
-                    "The request body is larger than this server accepts.",
-                )
-                .code("request_too_large")
-            } else {
-                ApiError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("Could not read the request body: {rejection}"),
-                )
-            }
+            body_error(
+                rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                &rejection,
+            )
         })?;
         Ok(RawBody(bytes))
+    }
+}
+
+/// A body read whole, up to `limit` bytes, as [`RawBody`] reads it.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(body_error(e.is::<http_body_util::LengthLimitError>(), &e)),
+    }
+}
+
+fn body_error(too_large: bool, cause: &dyn std::fmt::Display) -> ApiError {
+    if too_large {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            "The request body is larger than this server accepts.",
+        )
+        .code("request_too_large")
+    } else {
+        ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("Could not read the request body: {cause}"),
+        )
     }
 }
 

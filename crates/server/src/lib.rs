@@ -5,6 +5,7 @@ mod access;
 pub mod auth;
 pub mod config;
 pub mod embeddings;
+mod entry;
 pub mod error;
 pub mod extract;
 mod front;
@@ -27,6 +28,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::Config;
+pub use crate::entry::Entry;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -98,7 +100,7 @@ pub async fn serve(config: Config, on_bound: impl FnOnce(SocketAddr)) -> anyhow:
         n => n,
     };
     let spin = Duration::from_micros(state.config.server.io_spin_us);
-    let workers = workers::Workers::start(io_threads, spin, router(state), local)?;
+    let workers = workers::Workers::start(io_threads, spin, Entry::new(state), local)?;
     tracing::info!(address = %local, io_threads, "listening");
     on_bound(local);
     // Dropping the acceptor at the signal closes the listener.

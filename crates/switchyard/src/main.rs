@@ -68,6 +68,7 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

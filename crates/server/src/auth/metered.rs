@@ -20,27 +20,61 @@ use super::UsageTicket;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match admit(
+        &state,
+        &parts.method,
+        parts.uri.path(),
+        &parts.headers,
+        &mut parts.extensions,
+    )
+    .await
+    {
+        Ok(admitted) => admitted.finish(next.run(Request::from_parts(parts, body)).await),
+        Err(refused) => refused,
+    }
+}
+
+/// A request the door let through, and what its response still needs.
+pub(crate) struct Admitted {
+    decision: Option<Decision>,
+    /// Set for a metered request: its usage record, less the status.
+    meter: Option<Finish>,
+}
+
+/// Authenticates, scopes, rate-limits and budget-checks a request by its
+/// method, path and headers, and leaves the principal and the usage ticket
+/// in `extensions`; a refusal is the response to send.
+pub(crate) async fn admit(
+    state: &AppState,
+    method: &axum::http::Method,
+    path: &str,
+    headers: &HeaderMap,
+    extensions: &mut axum::http::Extensions,
+) -> Result<Admitted, Response> {
     let scope = if path.starts_with("/admin/") {
         Scope::Admin
     } else if path.starts_with("/v1/") {
         Scope::Inference
     } else {
-        return next.run(req).await;
+        return Ok(Admitted {
+            decision: None,
+            meter: None,
+        });
     };
     let t = &state.tenancy;
     let principal = if t.enabled() {
-        let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         match t.auth.authenticate(header).await {
             Ok(p) => p,
-            Err(e) => return auth_error(&e).into_response(),
+            Err(e) => return Err(auth_error(&e).into_response()),
         }
     } else {
         std::sync::Arc::new(Principal::unauthenticated())
     };
     if let Err(e) = principal.require(scope) {
-        return access_error(&e).into_response();
+        return Err(access_error(&e).into_response());
     }
     let mut decision = None;
     if scope == Scope::Inference {
@@ -63,52 +97,56 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
                 };
                 let mut resp = err.into_response();
                 rate_headers(resp.headers_mut(), &limited.decision);
-                return resp;
+                return Err(resp);
             }
-            Err(e) => return ApiError::overloaded(format!("rate limiter unavailable: {e}"), 1).into_response(),
+            Err(e) => return Err(ApiError::overloaded(format!("rate limiter unavailable: {e}"), 1).into_response()),
         }
         if let Err(e) = t.quotas.check(&principal.tenant_id, &principal.budgets, 0).await {
-            return quota_error(&e).into_response();
+            return Err(quota_error(&e).into_response());
         }
     }
     if scope == Scope::Inference && t.behind() {
-        return ApiError::overloaded("Usage recording is behind; retry shortly.", 1)
+        return Err(ApiError::overloaded("Usage recording is behind; retry shortly.", 1)
             .code("usage_backlog")
-            .into_response();
+            .into_response());
     }
     let ticket = UsageTicket::default();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    req.extensions_mut().insert(principal.clone());
-    req.extensions_mut().insert(ticket.clone());
-    let started = Instant::now();
+    extensions.insert(principal.clone());
+    extensions.insert(ticket.clone());
     // Inference requests are metered; reads (models, usage) are not.
-    let metered = scope == Scope::Inference && req.method() == axum::http::Method::POST;
-    let mut resp = next.run(req).await;
-    if let Some(d) = &decision {
-        rate_headers(resp.headers_mut(), d);
-    }
-    if !metered {
-        return resp;
-    }
-    let finish = Finish {
+    let meter = (scope == Scope::Inference && method == axum::http::Method::POST).then(|| Finish {
         state: state.clone(),
         principal,
         ticket,
-        request_id,
-        status: resp.status().as_u16(),
-        started,
-    };
-    resp.map(|body| {
-        Body::new(Metered {
-            inner: body,
-            finish: Some(finish),
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        status: 0,
+        started: Instant::now(),
+    });
+    Ok(Admitted { decision, meter })
+}
+
+impl Admitted {
+    /// The response with its rate-limit headers, and (metered) a body that
+    /// queues the usage record once it has been sent or dropped.
+    pub(crate) fn finish(self, mut resp: Response) -> Response {
+        if let Some(d) = &self.decision {
+            rate_headers(resp.headers_mut(), d);
+        }
+        let Some(mut finish) = self.meter else {
+            return resp;
+        };
+        finish.status = resp.status().as_u16();
+        resp.map(|body| {
+            Body::new(Metered {
+                inner: body,
+                finish: Some(finish),
+            })
         })
-    })
+    }
 }
 
 /// Everything needed to write the request's usage record.

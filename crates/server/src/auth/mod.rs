@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 
+pub(crate) use metered::admit;
 pub use metered::guard;
 pub use ticket::UsageTicket;
 
@@ -144,13 +145,19 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self {
-            principal: parts
-                .extensions
+        Ok(Self::of(&parts.extensions))
+    }
+}
+
+impl Caller {
+    /// The caller the auth layer left in `extensions`.
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Self {
+        Self {
+            principal: extensions
                 .get::<Arc<switchyard_tenancy::Principal>>()
                 .cloned()
                 .unwrap_or_else(|| Arc::new(switchyard_tenancy::Principal::unauthenticated())),
-            ticket: parts.extensions.get::<UsageTicket>().cloned().unwrap_or_default(),
-        })
+            ticket: extensions.get::<UsageTicket>().cloned().unwrap_or_default(),
+        }
     }
 }

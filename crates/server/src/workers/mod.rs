@@ -20,7 +20,6 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,14 +42,24 @@ pub struct Workers {
 impl Workers {
     /// Starts `n` I/O threads serving `app`, each spinning up to `spin`
     /// before it sleeps; `local` is the address they report.
-    pub fn start(n: usize, spin: Duration, app: Router, local: SocketAddr) -> anyhow::Result<Self> {
+    pub fn start<S>(n: usize, spin: Duration, app: S, local: SocketAddr) -> anyhow::Result<Self>
+    where
+        S: tower::Service<
+                axum::extract::Request,
+                Response = axum::response::Response,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+    {
         let (serving, drain, release) = (TaskTracker::new(), CancellationToken::new(), CancellationToken::new());
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let server =
-                axum::serve(Handed { rx, local }, app.clone()).with_graceful_shutdown(drain.clone().cancelled_owned());
+            let server = axum::serve(Handed { rx, local }, axum::ServiceExt::into_make_service(app.clone()))
+                .with_graceful_shutdown(drain.clone().cancelled_owned());
             let server = serving.track_future(server.into_future());
             let release = release.clone();
             runtime.spawn(keep_a_timer_armed());
@@ -183,6 +192,7 @@ mod tests {
     use std::sync::Arc;
 
     use axum::routing::get;
+    use axum::Router;
 
     use super::*;
 

@@ -75,7 +75,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
-    let app = switchyard_server::router(state.clone());
+    // The connection service the binary serves: the proxied path and the router.
+    let app = axum::ServiceExt::into_make_service(switchyard_server::Entry::new(state.clone()));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
