@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -119,7 +119,7 @@ pub(crate) async fn admit(
         principal,
         ticket,
         request_id: headers
-            .get("x-request-id")
+            .get(crate::front::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string(),
@@ -267,25 +267,22 @@ impl Drop for Metered {
 
 /// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, for
 /// the windows the key has.
+/// (Header names as constants: a `&str` name is parsed on every insert.)
 fn rate_headers(h: &mut HeaderMap, d: &Decision) {
-    let windows = [
-        (
-            &d.requests,
-            [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests",
-            ],
-        ),
-        (
-            &d.tokens,
-            [
-                "x-ratelimit-limit-tokens",
-                "x-ratelimit-remaining-tokens",
-                "x-ratelimit-reset-tokens",
-            ],
-        ),
+    const fn name(s: &'static str) -> HeaderName {
+        HeaderName::from_static(s)
+    }
+    const REQUESTS: [HeaderName; 3] = [
+        name("x-ratelimit-limit-requests"),
+        name("x-ratelimit-remaining-requests"),
+        name("x-ratelimit-reset-requests"),
     ];
+    const TOKENS: [HeaderName; 3] = [
+        name("x-ratelimit-limit-tokens"),
+        name("x-ratelimit-remaining-tokens"),
+        name("x-ratelimit-reset-tokens"),
+    ];
+    let windows = [(&d.requests, REQUESTS), (&d.tokens, TOKENS)];
     for (window, [limit, remaining, reset]) in windows {
         let Some(w) = window else { continue };
         h.insert(limit, HeaderValue::from(w.limit));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use switchyard_api::common::Usage;
@@ -20,8 +20,11 @@ use crate::service;
 use crate::state::AppState;
 use crate::telemetry;
 
-/// Headers of the client's request passed on upstream.
-const PASSED: [&str; 1] = ["x-request-id"];
+/// Headers of the client's request passed on upstream (names as constants:
+/// a `&str` name is parsed on every lookup).
+const PASSED: [HeaderName; 1] = [crate::front::REQUEST_ID];
+const DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deployment");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 
 pub async fn forward(
     state: &AppState,
@@ -38,7 +41,7 @@ pub async fn forward(
     // The route was found by the body's `model`: it is the route's name.
     req.model = Some(route.name().to_string());
     for name in PASSED {
-        if let Some(v) = headers.get(name) {
+        if let Some(v) = headers.get(&name) {
             req.headers.insert(name, v.clone());
         }
     }
@@ -56,9 +59,9 @@ pub async fn forward(
         }
     }
     if let Ok(v) = HeaderValue::from_str(&answer.deployment) {
-        resp_headers.insert("x-switchyard-deployment", v);
+        resp_headers.insert(DEPLOYMENT, v);
     }
-    resp_headers.insert("x-switchyard-attempts", HeaderValue::from(answer.attempts));
+    resp_headers.insert(ATTEMPTS, HeaderValue::from(answer.attempts));
     let status = StatusCode::from_u16(answer.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ticket.serve(route.name(), &answer.deployment);
     match answer.body {
