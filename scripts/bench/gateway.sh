@@ -20,7 +20,8 @@
 #
 # Env: GATEWAY_BENCH_SECS (10) seconds per wrk run; GATEWAY_BENCH_REPS (3)
 # repetitions, medians reported; GATEWAY_STREAM_REQS (200) streams per ttfb
-# run; GATEWAY_BENCH_ROWS ("direct nginx nginxn litellm switchyard switchyard1";
+# run; GATEWAY_BENCH_ROWS ("direct nginx nginxn litellm switchyard switchyard1
+# switchyard0"; switchyard0: I/O threads that never spin before sleeping;
 # nginxn: nginx with one worker per core);
 # GATEWAY_WRK_THREADS (2, at most the concurrency); NGINX_PROXY_WORKERS (1);
 # LITELLM_WORKERS (2); LITELLM_PIP_SPEC
@@ -71,7 +72,7 @@ cache="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
 secs="${GATEWAY_BENCH_SECS:-10}"
 reps="${GATEWAY_BENCH_REPS:-3}"
 stream_reqs="${GATEWAY_STREAM_REQS:-200}"
-rows="${GATEWAY_BENCH_ROWS:-direct nginx nginxn litellm switchyard switchyard1}"
+rows="${GATEWAY_BENCH_ROWS:-direct nginx nginxn litellm switchyard switchyard1 switchyard0}"
 nginx_workers="${NGINX_PROXY_WORKERS:-1}"
 litellm_workers="${LITELLM_WORKERS:-2}"
 wrk_threads="${GATEWAY_WRK_THREADS:-2}"
@@ -405,10 +406,12 @@ YAML
   return "$rc"
 }
 
-# row_switchyard [ROW IO_THREADS]: ROW defaults to switchyard, IO_THREADS to
-# the server's default (0: one per core).
+# row_switchyard [ROW IO_THREADS [IO_SPIN_US]]: ROW defaults to switchyard,
+# IO_THREADS to the server's default (0: one per core), IO_SPIN_US to the
+# server's default (unset).
 row_switchyard() {
-  local row="${1:-switchyard}" io="${2:-0}"
+  local row="${1:-switchyard}" io="${2:-0}" spin=()
+  [ -n "${3:-}" ] && spin=(SWITCHYARD_SERVER__IO_SPIN_US="$3")
   local bin="${SWITCHYARD_BIN:-}" d="$tmp/$row" port rc=0
   if [ -z "$bin" ]; then
     R[$row.skip]="skipped: SWITCHYARD_BIN is unset"
@@ -433,7 +436,7 @@ row_switchyard() {
   GATEWAY_BENCH_KEY="sy-$(python3 -c 'import secrets; print(secrets.token_hex(8))').$(python3 -c 'import base64, secrets; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))')"
   export GATEWAY_BENCH_KEY
   start_session "$d/log" -- env SWITCHYARD_SERVER__HOST=127.0.0.1 SWITCHYARD_SERVER__PORT="$port" \
-    SWITCHYARD_SERVER__LOG_FORMAT=plain SWITCHYARD_SERVER__IO_THREADS="$io" SWITCHYARD_STORAGE__DATA_DIR="$d/data" \
+    SWITCHYARD_SERVER__LOG_FORMAT=plain SWITCHYARD_SERVER__IO_THREADS="$io" "${spin[@]}" SWITCHYARD_STORAGE__DATA_DIR="$d/data" \
     SWITCHYARD_ADMIN_KEY="$GATEWAY_BENCH_KEY" "$bin" serve --config "$d/config.yaml"
   local s=$pid
   wait_http "http://127.0.0.1:$port/health" "$s" "$d/log" 300 &&
@@ -448,11 +451,15 @@ row_switchyard() {
 # The same with one I/O thread, as the nginx row has one worker.
 row_switchyard1() { row_switchyard switchyard1 1; }
 
+# The default I/O threads without spinning before they sleep (what the
+# spin buys at c=1, and what it costs per stream).
+row_switchyard0() { row_switchyard switchyard0 0 0; }
+
 # --- report ------------------------------------------------------------------
 declare -A NAME=([direct]="direct to mock" [nginx]="nginx reverse proxy ($nginx_workers worker)"
   [nginxn]="nginx reverse proxy ($(nproc) workers)"
   [litellm]="LiteLLM proxy ($litellm_workers workers)" [switchyard]="Switchyard"
-  [switchyard1]="Switchyard, io_threads: 1")
+  [switchyard1]="Switchyard, io_threads: 1" [switchyard0]="Switchyard, io_spin_us: 0")
 
 have() { [ -n "${R[$1.rps]:-}" ]; }
 added() { # ROW KEY -> ms over direct, or –
@@ -503,6 +510,10 @@ report() {
     echo "| Switchyard (io_threads: 1) rps / nginx ($nginx_workers worker) rps | $(ratio switchyard1 nginx rps) | ≥ 0.5× |"
     echo "| Switchyard (io_threads: 1) CPU per request / nginx ($nginx_workers worker) CPU per request | $(ratio switchyard1 nginx cpu) | ≤ 3× |"
   fi
+  if [[ " $rows " == *" switchyard0 "* ]]; then
+    echo "| Switchyard (io_spin_us: 0) rps / nginx ($nginx_workers worker) rps | $(ratio switchyard0 nginx rps) | ≥ 0.5× |"
+    echo "| Switchyard (io_spin_us: 0) CPU per request / nginx ($nginx_workers worker) CPU per request | $(ratio switchyard0 nginx cpu) | ≤ 3× |"
+  fi
 }
 
 # --- main --------------------------------------------------------------------
@@ -517,7 +528,7 @@ start_mock
 echo "mock upstream on 127.0.0.1:$mock_port"
 for row in $rows; do
   echo "== ${NAME[$row]:-?}"
-  [ -n "${NAME[$row]:-}" ] || { echo "unknown row $row (rows: direct nginx nginxn litellm switchyard switchyard1)" >&2; exit 2; }
+  [ -n "${NAME[$row]:-}" ] || { echo "unknown row $row (rows: direct nginx nginxn litellm switchyard switchyard1 switchyard0)" >&2; exit 2; }
   "row_$row" || echo "  ${NAME[$row]}: FAILED (see above); going on with the other rows" >&2
 done
 stop_session "$mock_sid"
